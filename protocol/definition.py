@@ -1,0 +1,168 @@
+"""The interview definition document (PRODUCT.md section 3).
+
+The same JSON serves ``POST /api/interviews``, ``interview-server import`` and the files
+in ``examples/``. :func:`parse_definition` validates it and reports every wrong field
+by its path, so the API can answer 422 with them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from protocol.attempt import Option, QuestionView
+
+MAX_QUESTIONS = 200
+MAX_TIME_LIMIT_S = 24 * 3600
+
+Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+Points = Annotated[float, Field(gt=0, le=10_000)]
+TimeLimit = Annotated[int, Field(ge=1, le=MAX_TIME_LIMIT_S)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Settings(_Strict):
+    """Per-interview settings."""
+
+    max_attempts: Annotated[int, Field(ge=1, le=100)] = 1
+    grace_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+
+    @property
+    def grace_ms(self) -> int:
+        return round(self.grace_s * 1000)
+
+
+class OptionDef(_Strict):
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    text: Text
+
+
+class _Question(_Strict):
+    text: Text
+    points: Points
+    difficulty: Literal["easy", "medium", "hard"] = "medium"
+    time_limit_s: TimeLimit
+
+
+class McqQuestion(_Question):
+    type: Literal["mcq"]
+    options: Annotated[list[OptionDef], Field(min_length=2, max_length=26)]
+    correct_answer: str
+
+    @model_validator(mode="after")
+    def _correct_answer_is_an_option(self) -> Self:
+        ids = [option.id for option in self.options]
+        if len(set(ids)) != len(ids):
+            raise ValueError("option ids must be unique")
+        if self.correct_answer not in ids:
+            raise ValueError(
+                f"correct_answer {self.correct_answer!r} is not one of the option ids {ids}"
+            )
+        return self
+
+
+class ShortAnswerQuestion(_Question):
+    type: Literal["short_answer"]
+    expected_keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
+    sample_solution: str | None = None
+
+
+class TestCase(_Strict):
+    args: list[Any]
+    expected: Any
+
+
+class CodeTests(_Strict):
+    entrypoint: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    cases: Annotated[list[TestCase], Field(min_length=1)]
+
+
+class CodeQuestion(_Question):
+    type: Literal["code"]
+    language: Annotated[str, Field(min_length=1, max_length=40)] = "python"
+    sample_solution: str | None = None
+    evaluation_criteria: list[Annotated[str, Field(min_length=1)]] = []
+    tests: CodeTests | None = None
+
+
+QuestionDef = Annotated[
+    McqQuestion | ShortAnswerQuestion | CodeQuestion, Field(discriminator="type")
+]
+
+
+class InterviewDefinition(_Strict):
+    """A whole interview: what recruiters write and the server stores."""
+
+    title: Annotated[str, Field(min_length=1, max_length=300)]
+    description: Annotated[str, Field(max_length=20_000)] = ""
+    settings: Settings = Settings()
+    questions: Annotated[
+        list[QuestionDef], Field(min_length=1, max_length=MAX_QUESTIONS)
+    ]
+
+    def question_views(self) -> tuple[QuestionView, ...]:
+        """What candidates may see of each question, in order."""
+        return tuple(
+            view_of(index, question) for index, question in enumerate(self.questions)
+        )
+
+
+def view_of(index: int, question: QuestionDef) -> QuestionView:
+    """The candidate's view of ``question``: no key, no solution, no keywords, no tests."""
+    options = None
+    language = None
+    if isinstance(question, McqQuestion):
+        options = tuple(
+            Option(id=option.id, text=option.text) for option in question.options
+        )
+    if isinstance(question, CodeQuestion):
+        language = question.language
+    return QuestionView(
+        index=index,
+        type=question.type,
+        text=question.text,
+        options=options,
+        language=language,
+        points=question.points,
+        difficulty=question.difficulty,
+        time_limit_s=question.time_limit_s,
+    )
+
+
+class DefinitionError(ValueError):
+    """A definition that does not validate.
+
+    Attributes:
+        problems: ``[{"path": "questions.2.points", "message": "..."}]``, one per field.
+    """
+
+    def __init__(self, problems: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{p['path']}: {p['message']}" for p in problems))
+        self.problems = problems
+
+
+def parse_definition(data: object) -> InterviewDefinition:
+    """Validate a decoded JSON definition.
+
+    Raises:
+        DefinitionError: with the path and message of every wrong field.
+    """
+    try:
+        return InterviewDefinition.model_validate(data)
+    except ValidationError as exc:
+        raise DefinitionError(
+            [
+                {"path": _path(error["loc"]) or "(root)", "message": error["msg"]}
+                for error in exc.errors()
+            ]
+        ) from exc
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    # Drop the discriminator tags pydantic inserts ("questions.0.mcq.points").
+    parts = [str(part) for part in loc if part not in ("mcq", "short_answer", "code")]
+    return ".".join(parts)

@@ -1,0 +1,320 @@
+"""Wire frames of protocol v1 (PROTOCOL.md) and their conversion from and to JSON.
+
+Every frame is a pydantic model, so that parsing, serialising and the published JSON
+Schema (:mod:`protocol.schema`) come from one definition. Client frames are parsed
+strictly (``"1"`` is not a question index); unknown fields are ignored so that clients
+may add optional ones. JSON is turned into typed objects here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+)
+
+from protocol.errors import ErrorCode, InvalidMessage
+
+PROTOCOL_VERSION = 1
+
+
+class Frame(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+# -- client -> server ---------------------------------------------------------------
+
+
+class Auth(Frame):
+    """Authenticate with a JWT; must be the first frame, within 10 s."""
+
+    type: Literal["auth"] = "auth"
+    token: StrictStr
+
+
+class Start(Frame):
+    """Start a new attempt of ``interview_id``."""
+
+    type: Literal["start"] = "start"
+    interview_id: StrictStr
+
+
+class Resume(Frame):
+    """Attach to the caller's in-progress attempt, optionally taking it over."""
+
+    type: Literal["resume"] = "resume"
+    takeover: StrictBool = False
+
+
+class Restart(Frame):
+    """Start Over: abandon the attempt in progress and start a new one."""
+
+    type: Literal["restart"] = "restart"
+
+
+class SubmitAnswer(Frame):
+    """Submit the answer to the current question."""
+
+    type: Literal["answer"] = "answer"
+    question_index: StrictInt
+    answer: StrictStr
+    ref: StrictStr | StrictInt | None = None
+
+
+class SaveDraft(Frame):
+    """Autosave the text typed so far (latest wins)."""
+
+    type: Literal["draft"] = "draft"
+    question_index: StrictInt
+    answer: StrictStr
+
+
+class Ping(Frame):
+    """Clock sync; answered with ``pong``."""
+
+    type: Literal["ping"] = "ping"
+    client_time: StrictInt | float
+
+
+SignalKind = Literal["focus_lost", "focus_returned", "paste", "copy", "fullscreen_exit"]
+
+
+class Signal(Frame):
+    """An integrity signal from the page: recorded, never blocking."""
+
+    type: Literal["signal"] = "signal"
+    kind: SignalKind
+    detail: Annotated[StrictStr, Field(max_length=1000)] | None = None
+
+
+ClientFrame = Annotated[
+    Auth | Start | Resume | Restart | SubmitAnswer | SaveDraft | Ping | Signal,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME_TYPES = (
+    "auth",
+    "start",
+    "resume",
+    "restart",
+    "answer",
+    "draft",
+    "ping",
+    "signal",
+)
+_client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+
+
+def parse_client_message(text: str) -> ClientFrame:
+    """Turn one text frame into a typed client frame.
+
+    Raises:
+        InvalidMessage: not JSON, not an object, no or unknown ``type``, or a missing
+            or mistyped field; ``ref`` is kept when the frame had a usable one.
+    """
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise InvalidMessage("expected a JSON object, got invalid JSON") from exc
+    if not isinstance(data, dict):
+        raise InvalidMessage(f"expected a JSON object, got {type(data).__name__}")
+    ref = _usable_ref(data.get("ref"))
+    kind = data.get("type")
+    if kind not in CLIENT_FRAME_TYPES:
+        got = "no type" if kind is None else f"type {str(kind)[:40]!r}"
+        raise InvalidMessage(
+            f"expected one of {', '.join(CLIENT_FRAME_TYPES)}, got {got}", ref=ref
+        )
+    try:
+        return _client_frame.validate_python(data)
+    except ValidationError as exc:
+        raise InvalidMessage(_describe(exc), ref=ref) from exc
+
+
+def _usable_ref(ref: object) -> str | int | None:
+    if isinstance(ref, bool) or not isinstance(ref, str | int):
+        return None
+    return ref
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:3]:
+        path = ".".join(str(part) for part in error["loc"][1:]) or "frame"
+        problems.append(f"{path}: {error['msg'].lower()}")
+    return "; ".join(problems)
+
+
+# -- server -> client ---------------------------------------------------------------
+
+
+class User(Frame):
+    id: str
+    name: str
+    role: str
+
+
+class ActiveSession(Frame):
+    session_id: str
+    interview_id: str
+    title: str
+    question_index: int
+    question_count: int
+    remaining_ms: int
+
+
+class Hello(Frame):
+    type: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    user: User
+    server_time: int
+    tick_interval_ms: int
+    active_session: ActiveSession | None
+
+
+class OptionOut(Frame):
+    id: str
+    text: str
+
+
+class QuestionOut(Frame):
+    """The current question; never a key, a sample solution, keywords or tests."""
+
+    index: int
+    type: Literal["mcq", "short_answer", "code"]
+    text: str
+    options: list[OptionOut] | None
+    language: str | None
+    points: float
+    difficulty: str
+    time_limit_s: int
+
+
+class InterviewRef(Frame):
+    id: str
+    title: str
+
+
+class State(Frame):
+    type: Literal["state"] = "state"
+    session_id: str
+    interview: InterviewRef
+    status: Literal["in_progress", "completed", "evaluated", "abandoned"]
+    question_index: int
+    question_count: int
+    question: QuestionOut | None
+    deadline: int | None
+    remaining_ms: int
+    server_time: int
+    draft: str | None
+    attempt: int
+
+
+class Tick(Frame):
+    type: Literal["tick"] = "tick"
+    question_index: int
+    deadline: int
+    remaining_ms: int
+    server_time: int
+
+
+class AnswerAck(Frame):
+    type: Literal["answer_ack"] = "answer_ack"
+    ref: str | int | None
+    question_index: int
+    status: Literal["accepted", "duplicate"]
+    time_taken_ms: int
+
+
+class DraftAck(Frame):
+    type: Literal["draft_ack"] = "draft_ack"
+    question_index: int
+    saved_at: int
+
+
+class TimeExpired(Frame):
+    type: Literal["time_expired"] = "time_expired"
+    question_index: int
+    auto_submitted: Literal[True] = True
+    had_draft: bool
+
+
+class Completed(Frame):
+    type: Literal["completed"] = "completed"
+    session_id: str
+    message: str
+
+
+class Pong(Frame):
+    type: Literal["pong"] = "pong"
+    client_time: int | float
+    server_time: int
+
+
+class Superseded(Frame):
+    type: Literal["superseded"] = "superseded"
+    reason: Literal["taken_over"] = "taken_over"
+
+
+class Error(Frame):
+    type: Literal["error"] = "error"
+    code: ErrorCode
+    message: str
+    ref: str | int | None = None
+
+
+ServerFrame = Annotated[
+    Hello
+    | State
+    | Tick
+    | AnswerAck
+    | DraftAck
+    | TimeExpired
+    | Completed
+    | Pong
+    | Superseded
+    | Error,
+    Field(discriminator="type"),
+]
+
+
+def serialize(frame: Frame) -> str:
+    """The JSON text of a server frame (``ref`` is omitted from errors that had none)."""
+    if isinstance(frame, Error) and frame.ref is None:
+        return frame.model_dump_json(exclude={"ref"})
+    return frame.model_dump_json()
+
+
+def tick_text(
+    question_index: int, deadline: int, remaining_ms: int, server_time: int
+) -> str:
+    """The JSON text of a ``tick``, built without a model: it is the hot path.
+
+    Equal to ``serialize(Tick(...))``; a unit test holds the two together.
+    """
+    return (
+        f'{{"type":"tick","question_index":{question_index},"deadline":{deadline},'
+        f'"remaining_ms":{remaining_ms},"server_time":{server_time}}}'
+    )
+
+
+def frame_schemas() -> dict[str, Any]:
+    """JSON Schema of every client and server frame (published as protocol.schema.json)."""
+    client = TypeAdapter(ClientFrame).json_schema(mode="validation")
+    server = TypeAdapter(ServerFrame).json_schema(mode="serialization")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "Interview server wire protocol v1",
+        "description": "Every frame is one JSON object with a `type`. See PROTOCOL.md.",
+        "protocol": PROTOCOL_VERSION,
+        "client_to_server": client,
+        "server_to_client": server,
+    }
