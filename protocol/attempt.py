@@ -303,10 +303,9 @@ def submit(attempt: Attempt, question_index: int, text: str, now: Millis) -> Sub
             _advance(attempt, answer, now), Verdict.ACCEPTED, expired, answer
         )
     verdict = _classify_stale(attempt, question_index, text)
-    answer = (
-        attempt.answer_for(question_index) if verdict is Verdict.DUPLICATE else None
-    )
-    return Submission(attempt, verdict, expired, answer)
+    recorded = attempt.answer_for(question_index)
+    duplicate_of = recorded if verdict is Verdict.DUPLICATE else None
+    return Submission(attempt, verdict, expired, duplicate_of)
 
 
 class DraftVerdict(enum.StrEnum):

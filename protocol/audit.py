@@ -29,7 +29,7 @@ class AuditEntry:
     """One line of an attempt's audit log.
 
     ``actor`` is ``candidate:<id>``, ``recruiter:<id>`` or ``server``; ``data`` holds
-    JSON-serialisable details (for a late answer, its full text: never silently dropped).
+    JSON-serialisable details (a late answer keeps its full text: never dropped).
     """
 
     at: Millis

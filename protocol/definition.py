@@ -60,7 +60,7 @@ class McqQuestion(_Question):
             raise ValueError("option ids must be unique")
         if self.correct_answer not in ids:
             raise ValueError(
-                f"correct_answer {self.correct_answer!r} is not one of the option ids {ids}"
+                f"correct_answer {self.correct_answer!r} is not an option id {ids}"
             )
         return self
 
@@ -112,7 +112,7 @@ class InterviewDefinition(_Strict):
 
 
 def view_of(index: int, question: QuestionDef) -> QuestionView:
-    """The candidate's view of ``question``: no key, no solution, no keywords, no tests."""
+    """What a candidate sees of ``question``: no key, solution, keywords or tests."""
     options = None
     language = None
     if isinstance(question, McqQuestion):

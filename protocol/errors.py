@@ -1,9 +1,9 @@
-"""Errors of the protocol core, and the public error and close codes (PROTOCOL.md section 3).
+"""Protocol core errors, and the public error and close codes (PROTOCOL.md §3).
 
 Exception tree::
 
     ProtocolError
-    ├── InvalidMessage   a client frame that cannot be understood (becomes ``bad_frame``)
+    ├── InvalidMessage   a client frame that cannot be understood (``bad_frame``)
     └── InvalidState     the shell called the core in a state that does not allow it
 """
 
@@ -44,7 +44,7 @@ class CloseCode(enum.IntEnum):
 
 
 RECONNECTABLE_CLOSE_CODES = frozenset({1001, 1006, 1011, 1012, 4008})
-"""After these a client reconnects with jittered exponential backoff; others are final."""
+"""After these a client reconnects with jittered backoff; the others are final."""
 
 
 class ProtocolError(Exception):

@@ -287,7 +287,7 @@ ServerFrame = Annotated[
 
 
 def serialize(frame: Frame) -> str:
-    """The JSON text of a server frame (``ref`` is omitted from errors that had none)."""
+    """The JSON text of a server frame (``ref`` omitted from errors without one)."""
     if isinstance(frame, Error) and frame.ref is None:
         return frame.model_dump_json(exclude={"ref"})
     return frame.model_dump_json()
@@ -307,7 +307,7 @@ def tick_text(
 
 
 def frame_schemas() -> dict[str, Any]:
-    """JSON Schema of every client and server frame (published as protocol.schema.json)."""
+    """JSON Schema of every client and server frame (docs/protocol.schema.json)."""
     client = TypeAdapter(ClientFrame).json_schema(mode="validation")
     server = TypeAdapter(ServerFrame).json_schema(mode="serialization")
     return {
