@@ -31,6 +31,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
+from protocol.errors import InvalidState
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 
 __all__ = [
@@ -197,7 +198,17 @@ def begin(
 
 
 def abandon(attempt: Attempt) -> Attempt:
-    """Start Over: the attempt is kept, marked abandoned, for recruiters to see."""
+    """Start Over: the attempt is kept, marked abandoned, for recruiters to see.
+
+    Expire what is due first (:func:`expire_due`): an attempt whose time ran out is
+    completed, not abandoned.
+
+    Raises:
+        InvalidState: the attempt is not in progress (only ``in_progress`` may become
+            ``abandoned``).
+    """
+    if not attempt.in_progress:
+        raise InvalidState(f"expected an attempt in progress, got {attempt.status}")
     return dataclasses.replace(attempt, status=Status.ABANDONED, draft=None)
 
 
@@ -216,6 +227,11 @@ def _advance(attempt: Attempt, answer: Answer, next_starts_at: Millis) -> Attemp
     )
 
 
+def _current_draft(attempt: Attempt) -> Draft | None:
+    draft = attempt.draft
+    return draft if draft and draft.question_index == attempt.question_index else None
+
+
 def expire_due(attempt: Attempt, now: Millis) -> tuple[Attempt, tuple[Answer, ...]]:
     """Expire every question whose ``closes_at`` is before ``now``, in turn.
 
@@ -227,11 +243,7 @@ def expire_due(attempt: Attempt, now: Millis) -> tuple[Attempt, tuple[Answer, ..
     """
     expired: list[Answer] = []
     while attempt.in_progress and now > attempt.closes_at:
-        draft = (
-            attempt.draft
-            if attempt.draft and attempt.draft.question_index == attempt.question_index
-            else None
-        )
+        draft = _current_draft(attempt)
         closes_at = attempt.closes_at
         answer = Answer(
             question_index=attempt.question_index,
@@ -296,8 +308,9 @@ def submit(attempt: Attempt, question_index: int, text: str, now: Millis) -> Sub
             question_index=question_index,
             text=text,
             submitted_at=now,
-            time_taken_ms=now - attempt.question_started_at,
-            had_draft=attempt.draft is not None,
+            # never negative, even if another instance's clock ran ahead
+            time_taken_ms=max(0, now - attempt.question_started_at),
+            had_draft=_current_draft(attempt) is not None,
         )
         return Submission(
             _advance(attempt, answer, now), Verdict.ACCEPTED, expired, answer

@@ -7,18 +7,28 @@ by its path, so the API can answer 422 with them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from protocol.attempt import Option, QuestionView
 
 MAX_QUESTIONS = 200
 MAX_TIME_LIMIT_S = 24 * 3600
+DEFAULT_GRACE_S = 2.0
 
+# Numbers are strict: `"time_limit_s": true` must not become a one-second question,
+# nor "60" a number (strict floats still accept integers).
 Text = Annotated[str, Field(min_length=1, max_length=20_000)]
-Points = Annotated[float, Field(gt=0, le=10_000)]
-TimeLimit = Annotated[int, Field(ge=1, le=MAX_TIME_LIMIT_S)]
+Points = Annotated[float, Field(gt=0, le=10_000, strict=True)]
+TimeLimit = Annotated[int, Field(ge=1, le=MAX_TIME_LIMIT_S, strict=True)]
 
 
 class _Strict(BaseModel):
@@ -28,12 +38,14 @@ class _Strict(BaseModel):
 class Settings(_Strict):
     """Per-interview settings."""
 
-    max_attempts: Annotated[int, Field(ge=1, le=100)] = 1
-    grace_s: Annotated[float, Field(ge=0, le=60)] = 2.0
+    max_attempts: Annotated[int, Field(ge=1, le=100, strict=True)] = 1
+    grace_s: Annotated[float, Field(ge=0, le=60, strict=True)] | None = None
+    """Omitted: the server's default (``GRACE_MS``) is written in at creation."""
 
     @property
     def grace_ms(self) -> int:
-        return round(self.grace_s * 1000)
+        grace_s = DEFAULT_GRACE_S if self.grace_s is None else self.grace_s
+        return round(grace_s * 1000)
 
 
 class OptionDef(_Strict):
@@ -53,16 +65,26 @@ class McqQuestion(_Question):
     options: Annotated[list[OptionDef], Field(min_length=2, max_length=26)]
     correct_answer: str
 
-    @model_validator(mode="after")
-    def _correct_answer_is_an_option(self) -> Self:
-        ids = [option.id for option in self.options]
+    # Field validators, not a model validator, so that the 422 names the wrong field
+    # ("questions.0.correct_answer"), not just the question.
+    @field_validator("options")
+    @classmethod
+    def _option_ids_are_unique(cls, options: list[OptionDef]) -> list[OptionDef]:
+        ids = [option.id for option in options]
         if len(set(ids)) != len(ids):
             raise ValueError("option ids must be unique")
-        if self.correct_answer not in ids:
-            raise ValueError(
-                f"correct_answer {self.correct_answer!r} is not an option id {ids}"
-            )
-        return self
+        return options
+
+    @field_validator("correct_answer")
+    @classmethod
+    def _correct_answer_is_an_option(cls, answer: str, info: ValidationInfo) -> str:
+        options: list[OptionDef] | None = info.data.get("options")  # None: invalid
+        if options is None:
+            return answer
+        ids = [option.id for option in options]
+        if answer not in ids:
+            raise ValueError(f"correct_answer {answer!r} is not an option id {ids}")
+        return answer
 
 
 class ShortAnswerQuestion(_Question):
@@ -103,6 +125,14 @@ class InterviewDefinition(_Strict):
     questions: Annotated[
         list[QuestionDef], Field(min_length=1, max_length=MAX_QUESTIONS)
     ]
+
+    def with_default_grace(self, grace_ms: int) -> InterviewDefinition:
+        """This definition with ``grace_s`` filled in when it was omitted, so that the
+        stored interview keeps its grace whatever the server default becomes."""
+        if self.settings.grace_s is not None:
+            return self
+        settings = self.settings.model_copy(update={"grace_s": grace_ms / 1000})
+        return self.model_copy(update={"settings": settings})
 
     def question_views(self) -> tuple[QuestionView, ...]:
         """What candidates may see of each question, in order."""
@@ -163,6 +193,8 @@ def parse_definition(data: object) -> InterviewDefinition:
 
 
 def _path(loc: tuple[int | str, ...]) -> str:
-    # Drop the discriminator tags pydantic inserts ("questions.0.mcq.points").
-    parts = [str(part) for part in loc if part not in ("mcq", "short_answer", "code")]
-    return ".".join(parts)
+    # Drop the discriminator tag pydantic inserts ("questions.0.mcq.points"), and only
+    # that one: an unknown field may well be called "code".
+    if len(loc) > 2 and loc[0] == "questions" and isinstance(loc[1], int):
+        loc = (*loc[:2], *loc[3:])
+    return ".".join(str(part) for part in loc)

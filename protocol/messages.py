@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
     TypeAdapter,
@@ -82,7 +83,9 @@ class Ping(Frame):
     """Clock sync; answered with ``pong``."""
 
     type: Literal["ping"] = "ping"
-    client_time: StrictInt | float
+    # Strict and finite: "123" or true is a mistyped field, and NaN could not be
+    # echoed back in ``pong`` as JSON.
+    client_time: StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)]
 
 
 SignalKind = Literal["focus_lost", "focus_returned", "paste", "copy", "fullscreen_exit"]
@@ -124,6 +127,10 @@ def parse_client_message(text: str) -> ClientFrame:
         data = json.loads(text)
     except ValueError as exc:
         raise InvalidMessage("expected a JSON object, got invalid JSON") from exc
+    except RecursionError as exc:  # "[[[[...": 1 MiB of nesting is a valid frame size
+        raise InvalidMessage(
+            "expected a JSON object, got too deeply nested JSON"
+        ) from exc
     if not isinstance(data, dict):
         raise InvalidMessage(f"expected a JSON object, got {type(data).__name__}")
     ref = _usable_ref(data.get("ref"))

@@ -1,0 +1,409 @@
+"""The tables :mod:`server.storage` queries (SQLAlchemy Core), and their rows.
+
+The schema itself is created by the alembic history in ``server/migrations``; a test
+checks that the migrated database matches these definitions. Times are BIGINT epoch
+milliseconds and JSON is stored as TEXT, identically on SQLite and PostgreSQL. The
+functions at the end convert between rows and :mod:`protocol` values, without I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+from databases.core import Connection
+from databases.interfaces import Record
+from sqlalchemy.dialects import postgresql, sqlite as sqlite_dialect
+
+from protocol.attempt import Answer, Attempt, Draft, QuestionView, Status
+from protocol.audit import AuditEntry, AuditKind
+from protocol.definition import InterviewDefinition
+from protocol.ids import InterviewId, Millis, SessionId, UserId
+
+if TYPE_CHECKING:  # storage imports this module
+    from server.storage import InterviewRecord, Invitee
+
+# SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT.
+AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+IN_PROGRESS = sa.text("status = 'in_progress'")
+
+metadata = sa.MetaData()
+
+interviews = sa.Table(
+    "interviews",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("org", sa.Text, nullable=False, index=True),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    sa.Column("settings", sa.Text, nullable=False),
+    sa.Column("definition", sa.Text, nullable=False),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+questions = sa.Table(
+    "questions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "interview_id", sa.String(32), sa.ForeignKey("interviews.id"), nullable=False
+    ),
+    sa.Column("position", sa.Integer, nullable=False),
+    sa.Column("type", sa.String(20), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("points", sa.Float, nullable=False),
+    sa.Column("time_limit_s", sa.Integer, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.UniqueConstraint("interview_id", "position", name="uq_questions_position"),
+)
+
+invitations = sa.Table(
+    "invitations",
+    metadata,
+    sa.Column(
+        "interview_id", sa.String(32), sa.ForeignKey("interviews.id"), primary_key=True
+    ),
+    sa.Column("candidate_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("email", sa.Text, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "interview_id", sa.String(32), sa.ForeignKey("interviews.id"), nullable=False
+    ),
+    sa.Column("candidate_id", sa.Text, nullable=False),
+    sa.Column("candidate_name", sa.Text, nullable=False),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("question_index", sa.Integer, nullable=False),
+    sa.Column("question_count", sa.Integer, nullable=False),
+    sa.Column("question_started_at", sa.BigInteger, nullable=False),
+    # deadline + grace of the current question while in progress, else NULL: the
+    # sweeper's index (due_attempts).
+    sa.Column("expires_at", sa.BigInteger, nullable=True, index=True),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("completed_at", sa.BigInteger, nullable=True),
+    sa.Column("owner_epoch", sa.Integer, nullable=False, server_default="0"),
+    # Written by grading (a later issue).
+    sa.Column("final_score", sa.Float, nullable=True),
+    sa.Column("max_score", sa.Float, nullable=True),
+    sa.Column("percentage", sa.Float, nullable=True),
+    sa.Column("summary", sa.Text, nullable=True),
+    sa.Column("recommendation", sa.Text, nullable=True),
+    sa.Column("evaluated_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint(
+        "interview_id", "candidate_id", "number", name="uq_sessions_number"
+    ),
+    sa.Index(
+        "ux_sessions_in_progress",
+        "candidate_id",
+        unique=True,
+        sqlite_where=IN_PROGRESS,
+        postgresql_where=IN_PROGRESS,
+    ),
+)
+
+answers = sa.Table(
+    "answers",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column(
+        "session_id", sa.String(32), sa.ForeignKey("sessions.id"), nullable=False
+    ),
+    sa.Column("question_index", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("submitted_at", sa.BigInteger, nullable=False),
+    sa.Column("time_taken_ms", sa.BigInteger, nullable=False),
+    sa.Column("time_expired", sa.Boolean, nullable=False),
+    sa.Column("had_draft", sa.Boolean, nullable=False),
+    sa.Column(
+        "evaluation_status", sa.String(20), nullable=False, server_default="pending"
+    ),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("feedback", sa.Text, nullable=True),
+    sa.Column("evaluated_at", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("session_id", "question_index", name="uq_answers_question"),
+)
+
+drafts = sa.Table(
+    "drafts",
+    metadata,
+    sa.Column(
+        "session_id", sa.String(32), sa.ForeignKey("sessions.id"), primary_key=True
+    ),
+    sa.Column("question_index", sa.Integer, primary_key=True),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("saved_at", sa.BigInteger, nullable=False),
+)
+
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "session_id",
+        sa.String(32),
+        sa.ForeignKey("sessions.id"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("actor", sa.Text, nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("data", sa.Text, nullable=False),
+)
+
+# Rows <-> protocol values. Times stay integers; JSON is serialised here.
+
+SESSION_WITH_DRAFT = sa.select(
+    sessions,
+    drafts.c.text.label("draft_text"),
+    drafts.c.saved_at.label("draft_saved_at"),
+).select_from(
+    sessions.outerjoin(
+        drafts,
+        sa.and_(
+            drafts.c.session_id == sessions.c.id,
+            drafts.c.question_index == sessions.c.question_index,
+        ),
+    )
+)
+
+
+def guarded(
+    session_id: SessionId, question_index: int, fence: int | None
+) -> list[sa.ColumnElement[bool]]:
+    """The optimistic-concurrency guard of design.md, "Time and truth"."""
+    conditions = [
+        sessions.c.id == session_id,
+        sessions.c.status == Status.IN_PROGRESS.value,
+        sessions.c.question_index == question_index,
+    ]
+    if fence is not None:
+        conditions.append(sessions.c.owner_epoch == fence)
+    return conditions
+
+
+def progress(attempt: Attempt) -> dict[str, object]:
+    """The session columns that change as an attempt advances."""
+    return {
+        "status": attempt.status.value,
+        "question_index": attempt.question_index,
+        "question_started_at": attempt.question_started_at,
+        "completed_at": attempt.completed_at,
+        "expires_at": attempt.closes_at if attempt.in_progress else None,
+    }
+
+
+def session_row(attempt: Attempt, candidate_name: str) -> dict[str, object]:
+    return {
+        "id": attempt.session_id,
+        "interview_id": attempt.interview_id,
+        "candidate_id": attempt.candidate_id,
+        "candidate_name": candidate_name,
+        "number": attempt.number,
+        "question_count": attempt.question_count,
+        "started_at": attempt.started_at,
+        "owner_epoch": 0,
+        **progress(attempt),
+    }
+
+
+def answer_rows(
+    session_id: SessionId, recorded: Sequence[Answer]
+) -> list[dict[str, object]]:
+    return [
+        {
+            # databases ignores Python-side column defaults: ids are made here.
+            "id": uuid.uuid4().hex,
+            "session_id": session_id,
+            "question_index": answer.question_index,
+            "text": answer.text,
+            "submitted_at": answer.submitted_at,
+            "time_taken_ms": answer.time_taken_ms,
+            "time_expired": answer.time_expired,
+            "had_draft": answer.had_draft,
+            "evaluation_status": "pending",
+        }
+        for answer in recorded
+    ]
+
+
+def audit_rows(
+    session_id: SessionId, entries: Sequence[AuditEntry]
+) -> list[dict[str, object]]:
+    return [
+        {
+            "session_id": session_id,
+            "at": entry.at,
+            "actor": entry.actor,
+            "kind": entry.kind.value,
+            "data": json.dumps(dict(entry.data), separators=(",", ":")),
+        }
+        for entry in entries
+    ]
+
+
+def audit_from(row: Record) -> AuditEntry:
+    return AuditEntry(
+        at=row["at"],
+        actor=row["actor"],
+        kind=AuditKind(row["kind"]),
+        data=json.loads(row["data"]),
+    )
+
+
+def attempt_from(
+    row: Record,
+    answered: Sequence[Record],
+    definition: InterviewDefinition,
+    views: tuple[QuestionView, ...],
+) -> Attempt:
+    """Rebuild an attempt from its :data:`SESSION_WITH_DRAFT` row and answer rows."""
+    status = Status(row["status"])
+    return Attempt(
+        session_id=SessionId(row["id"]),
+        interview_id=InterviewId(row["interview_id"]),
+        title=definition.title,
+        candidate_id=UserId(row["candidate_id"]),
+        number=row["number"],
+        questions=views,
+        grace_ms=definition.settings.grace_ms,
+        status=status,
+        question_index=row["question_index"],
+        question_started_at=row["question_started_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        answers=tuple(_answer_from(answer) for answer in answered),
+        draft=_draft_from(row) if status is Status.IN_PROGRESS else None,
+    )
+
+
+def _answer_from(row: Record) -> Answer:
+    return Answer(
+        question_index=row["question_index"],
+        text=row["text"],
+        submitted_at=row["submitted_at"],
+        time_taken_ms=row["time_taken_ms"],
+        time_expired=bool(row["time_expired"]),
+        had_draft=bool(row["had_draft"]),
+    )
+
+
+def _draft_from(row: Record) -> Draft | None:
+    if row["draft_saved_at"] is None:
+        return None
+    return Draft(
+        question_index=row["question_index"],
+        text=row["draft_text"],
+        saved_at=row["draft_saved_at"],
+    )
+
+
+def interview_row(record: InterviewRecord) -> dict[str, object]:
+    definition = record.definition
+    return {
+        "id": record.id,
+        "org": record.org,
+        "title": definition.title,
+        "description": definition.description,
+        "settings": definition.settings.model_dump_json(),
+        "definition": definition.model_dump_json(),
+        "created_by": record.created_by,
+        "created_at": record.created_at,
+    }
+
+
+def question_rows(record: InterviewRecord) -> list[dict[str, object]]:
+    """One row per question; ``body`` is the full definition, keys included."""
+    return [
+        {
+            "id": uuid.uuid4().hex,
+            "interview_id": record.id,
+            "position": position,
+            "type": question.type,
+            "text": question.text,
+            "points": question.points,
+            "time_limit_s": question.time_limit_s,
+            "body": question.model_dump_json(),
+        }
+        for position, question in enumerate(record.definition.questions)
+    ]
+
+
+def invitation_rows(
+    interview_id: InterviewId, invitees: Iterable[Invitee], now: Millis
+) -> list[dict[str, object]]:
+    return [
+        {
+            "interview_id": interview_id,
+            "candidate_id": invitee.id,
+            "name": invitee.name,
+            "email": invitee.email,
+            "created_at": now,
+        }
+        for invitee in invitees
+    ]
+
+
+# Statements that storage methods run inside their write transactions.
+
+
+def upsert(
+    table: sa.Table,
+    rows: Sequence[Mapping[str, object]],
+    update: Sequence[str],
+    *,
+    sqlite: bool,
+) -> sa.Insert:
+    """INSERT, or on a primary-key conflict UPDATE the ``update`` columns."""
+    insert = sqlite_dialect.insert if sqlite else postgresql.insert
+    statement = insert(table).values(rows)
+    return statement.on_conflict_do_update(
+        index_elements=list(table.primary_key),
+        set_={name: statement.excluded[name] for name in update},
+    )
+
+
+async def update_guarded(
+    connection: Connection,
+    guard: list[sa.ColumnElement[bool]],
+    values: Mapping[str, object],
+) -> bool:
+    """Whether the guarded UPDATE of the session applied (False: a conflict)."""
+    statement = sessions.update().where(*guard).values(values)
+    # RETURNING, because databases gives no row count for a PostgreSQL UPDATE.
+    return await connection.fetch_one(statement.returning(sessions.c.id)) is not None
+
+
+async def insert_answers(
+    connection: Connection, session_id: SessionId, recorded: Sequence[Answer]
+) -> None:
+    if not recorded:
+        return
+    await connection.execute(answers.insert().values(answer_rows(session_id, recorded)))
+    # The drafts of answered questions are never read again.
+    answered = [answer.question_index for answer in recorded]
+    await connection.execute(
+        drafts.delete().where(
+            drafts.c.session_id == session_id, drafts.c.question_index.in_(answered)
+        )
+    )
+
+
+async def insert_audit(
+    connection: Connection, session_id: SessionId, entries: Sequence[AuditEntry]
+) -> None:
+    if entries:
+        rows = audit_rows(session_id, entries)
+        await connection.execute(audit_log.insert().values(rows))

@@ -1,0 +1,118 @@
+"""Wiring: ``create_app(settings)`` builds the Starlette app; nothing happens at import.
+
+The lifespan connects storage, starts the broker, the shared tick scheduler and the
+sweeper, and stops them in reverse order. Tests pass their own storage, lock, bus or
+clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from taskiq import InMemoryBroker
+
+from protocol.ids import Millis
+from server.bus import EventBus, InProcessBus
+from server.candidate import Services, candidate_endpoint
+from server.http import routes
+from server.lock import InProcessLock, SessionLock
+from server.scheduler import Scheduler
+from server.settings import Settings
+from server.storage import DatabaseStorage, Storage
+from server.sweeper import Sweeper
+
+logger = logging.getLogger(__name__)
+
+
+def wall_clock() -> Millis:
+    """The server clock: Unix epoch milliseconds."""
+    return time.time_ns() // 1_000_000
+
+
+def create_app(
+    settings: Settings,
+    *,
+    storage: Storage | None = None,
+    lock: SessionLock | None = None,
+    bus: EventBus | None = None,
+    clock: Callable[[], Millis] = wall_clock,
+) -> Starlette:
+    storage = storage or DatabaseStorage(
+        settings.database_url, pool_max=settings.db_pool_max
+    )
+    lock = lock or InProcessLock()
+    bus = bus or InProcessBus()
+    broker = InMemoryBroker()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await storage.connect()
+        await broker.startup()
+        scheduler = Scheduler(clock)
+        sweeper = Sweeper(storage, bus, clock, interval_ms=settings.sweep_interval_ms)
+        sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
+        app.state.services = Services(
+            settings=settings,
+            storage=storage,
+            lock=lock,
+            bus=bus,
+            scheduler=scheduler,
+            clock=clock,
+        )
+        app.state.sweeper = sweeper
+        logger.info("serving; database %s", _redacted(settings.database_url))
+        try:
+            yield
+        finally:
+            sweeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
+            scheduler.close()
+            await broker.shutdown()
+            await storage.disconnect()
+
+    app = Starlette(
+        routes=[*routes(), WebSocketRoute("/ws/candidate", candidate_endpoint)],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.storage = storage
+    app.state.clock = clock
+    app.state.broker_ready = _always_ready
+    return app
+
+
+async def _always_ready() -> bool:
+    # The in-process broker cannot be unreachable; the Redis broker will check.
+    return True
+
+
+def _redacted(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
+def uvicorn_config(
+    app: Starlette, settings: Settings, *, host: str, port: int
+) -> uvicorn.Config:
+    """How the app is served, the same for the CLI, the tests and the bench."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        # A vanished client stops holding its lock within interval + timeout (<= 30 s).
+        ws_ping_interval=settings.keepalive_s,
+        ws_ping_timeout=settings.keepalive_s,
+        lifespan="on",
+        log_config=None,
+        timeout_graceful_shutdown=10,
+    )

@@ -1,0 +1,539 @@
+"""Drives one :class:`CandidateProtocol` over one Starlette WebSocket.
+
+Three tasks per socket: the handler (this class's :meth:`run`) owns the protocol and
+its attempt; a reader feeds frames into the handler's inbox; a writer drains the
+bounded outbox. The shared scheduler and the bus reach the handler only through the
+inbox, so every change of the attempt happens in one task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from protocol import admission
+from protocol.admission import Refusal
+from protocol.attempt import Attempt, begin
+from protocol.audit import AuditEntry, AuditKind
+from protocol.connection import (
+    AttachAttempt,
+    CandidateProtocol,
+    Commit,
+    Effect,
+    Phase,
+    RecordAudit,
+    RestartAttempt,
+    StartAttempt,
+    StoreDraft,
+    VerifyToken,
+)
+from protocol.errors import CloseCode
+from protocol.ids import InterviewId, Millis, SessionId, UserId
+from protocol.messages import User
+from server.auth import AuthError, verify_token
+from server.bus import EventBus, Subscription
+from server.lock import Acquired, SessionLock
+from server.outbox import Outbox
+from server.scheduler import Scheduler, next_tick
+from server.settings import Settings
+from server.storage import (
+    AlreadyInProgress,
+    Conflict,
+    Storage,
+    StorageError,
+    StorageUnavailable,
+)
+from server.sweeper import settle
+
+logger = logging.getLogger(__name__)
+
+MAX_RACES = 5
+CLOSE_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every candidate connection shares; built once in the app's lifespan."""
+
+    settings: Settings
+    storage: Storage
+    lock: SessionLock
+    bus: EventBus
+    scheduler: Scheduler
+    clock: Callable[[], Millis]
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Gone:
+    code: int
+
+
+class _Expire:
+    pass
+
+
+class _Superseded:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Changed:
+    session_id: SessionId
+
+
+_Event = _Text | _Gone | _Expire | _Superseded | _Changed
+_EXPIRE = _Expire()
+_SUPERSEDED = _Superseded()
+
+
+async def candidate_endpoint(websocket: WebSocket) -> None:
+    services: Services = websocket.app.state.services
+    await websocket.accept()
+    headers = websocket.headers
+    if not services.settings.origin_allowed(headers.get("origin"), headers.get("host")):
+        await websocket.close(CloseCode.FORBIDDEN, "origin not allowed")
+        return
+    await CandidateConnection(websocket, services).run()
+
+
+class CandidateConnection:
+    def __init__(self, websocket: WebSocket, services: Services) -> None:
+        settings = services.settings
+        self.ws = websocket
+        self.services = services
+        self.storage = services.storage
+        self.clock = services.clock
+        self.holder = uuid.uuid4().hex
+        self.protocol = CandidateProtocol(
+            now=self.clock(),
+            tick_interval_ms=settings.tick_interval_ms,
+            auth_timeout_ms=round(settings.auth_timeout_s * 1000),
+            max_answer_chars=settings.max_answer_chars,
+            rate_per_s=settings.rate_per_s,
+            rate_burst=settings.rate_burst,
+            flood_close_ms=round(settings.flood_close_s * 1000),
+        )
+        self.inbox: asyncio.Queue[_Event] = asyncio.Queue()
+        self.outbox = Outbox(settings.send_queue_max)
+        self.fence: int | None = None
+        self.generation = 0
+        self.subscription: Subscription | None = None
+        self.close_code: int | None = None
+        self.peer_gone = False
+        self.races = 0
+        self.log: logging.LoggerAdapter[logging.Logger] = logging.LoggerAdapter(
+            logger, {"holder": self.holder}
+        )
+
+    # -- the loop -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        reader = asyncio.create_task(self._read())
+        writer = asyncio.create_task(self._write())
+        try:
+            await self._serve()
+        except Exception:
+            self.log.exception("candidate connection failed")
+            self.close_code = self.close_code or 1011
+        finally:
+            reader.cancel()
+            await self._detach()
+            await self._close(writer)
+
+    async def _serve(self) -> None:
+        while self.close_code is None:
+            event = await self._next_event()
+            if event is None:
+                self.protocol.receive_timeout(self.clock())
+            elif isinstance(event, _Gone):
+                self.protocol.receive_shutdown()
+                self.peer_gone = True
+                self.close_code = event.code
+                return
+            else:
+                await self._handle(event)
+            await self._perform()
+            self._flush()
+
+    async def _next_event(self) -> _Event | None:
+        if self.protocol.phase is not Phase.AUTHENTICATING:
+            return await self.inbox.get()
+        remaining_s = (self.protocol.auth_deadline - self.clock()) / 1000
+        try:
+            async with asyncio.timeout(max(0.0, remaining_s)):
+                return await self.inbox.get()
+        except TimeoutError:
+            return None
+
+    async def _handle(self, event: _Event) -> None:
+        now = self.clock()
+        self.races = 0
+        match event:
+            case _Text(text):
+                self.protocol.receive_text(text, now)
+            case _Expire():
+                self.protocol.expire(now)
+            case _Superseded():
+                self.protocol.supersede()
+            case _Changed(session_id):
+                fresh = await self.storage.load_attempt(session_id)
+                self.protocol.receive_changed(fresh, now)
+                self._reschedule()
+            case _Gone():  # pragma: no cover - handled by _serve
+                pass
+
+    def _flush(self) -> None:
+        for text in self.protocol.messages_to_send():
+            if not self.outbox.put(text):
+                self._too_slow()
+                return
+        if self.protocol.close_code is not None:
+            self.close_code = self.protocol.close_code
+
+    def _too_slow(self) -> None:
+        self.log.warning("send queue overflowed; closing 4008")
+        self.protocol.receive_shutdown()
+        self.close_code = CloseCode.TOO_SLOW
+
+    # -- reader and writer tasks ----------------------------------------------------
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    self.inbox.put_nowait(_Gone(int(message.get("code") or 1000)))
+                    return
+                text = message.get("text")
+                self.inbox.put_nowait(_Text(text if isinstance(text, str) else ""))
+        except (WebSocketDisconnect, RuntimeError):
+            self.inbox.put_nowait(_Gone(1006))
+
+    async def _write(self) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
+            while True:
+                await self.ws.send_text(await self.outbox.get())
+
+    async def _close(self, writer: asyncio.Task[None]) -> None:
+        """Send what is queued, then the close frame (unless the client is gone)."""
+        code = self.close_code or CloseCode.DONE
+        if code != CloseCode.TOO_SLOW and not self.peer_gone:
+            await self._drain(writer)
+        writer.cancel()
+        if self.peer_gone:
+            self.log.info("client gone with %s", code)
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.ws.close(code, self.protocol.close_reason[:120])
+        self.log.info("socket closed with %s", code)
+
+    async def _drain(self, writer: asyncio.Task[None]) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                while len(self.outbox) and not writer.done():
+                    await asyncio.sleep(0.001)
+
+    # -- effects --------------------------------------------------------------------
+
+    async def _perform(self) -> None:
+        while effects := self.protocol.effects():
+            for effect in effects:
+                await self._perform_one(effect)
+
+    async def _perform_one(self, effect: Effect) -> None:
+        now = self.clock()
+        try:
+            match effect:
+                case VerifyToken(token):
+                    await self._verify(token, now)
+                case StartAttempt(interview_id):
+                    await self._start(InterviewId(interview_id), now)
+                case AttachAttempt(takeover):
+                    await self._resume(takeover, now)
+                case RestartAttempt(current):
+                    await self._restart(current, now)
+                case Commit():
+                    await self._commit(effect, now)
+                case StoreDraft():
+                    await self._store_draft(effect, now)
+                case RecordAudit(entries):
+                    await self._record(entries)
+                case _:
+                    assert_never(effect)
+        except StorageError as exc:
+            self.log.warning("storage failed: %s", exc)
+            self.protocol.receive_write_failed(self._unavailable(exc))
+
+    @staticmethod
+    def _unavailable(exc: StorageError) -> str:
+        if isinstance(exc, StorageUnavailable):
+            return "the server cannot store this right now; send it again"
+        return "the server could not do this; send it again"
+
+    async def _verify(self, token: str, now: Millis) -> None:
+        secret = self.services.settings.jwt_secret
+        try:
+            claims = verify_token(str(secret), token)
+        except AuthError as exc:
+            self.protocol.receive_unauthenticated(exc.reason)
+            return
+        user = User(id=claims.sub, name=claims.name, role=claims.role)
+        active = None
+        if claims.role == "candidate":
+            active = await self.storage.active_attempt(UserId(claims.sub))
+        self.protocol.receive_authenticated(user, active, now)
+        self.log.extra = {"holder": self.holder, "user": claims.sub}
+
+    def _user(self) -> User:
+        assert self.protocol.user is not None
+        return self.protocol.user
+
+    async def _active(self, now: Millis) -> Attempt | None:
+        """The caller's attempt in progress after expiring what is overdue."""
+        attempt = await self.storage.active_attempt(UserId(self._user().id))
+        if attempt is None:
+            return None
+        attempt = await settle(self.storage, self.services.bus, attempt, now)
+        return attempt if attempt is not None and attempt.in_progress else None
+
+    async def _start(self, interview_id: InterviewId, now: Millis) -> None:
+        user = self._user()
+        interview = await self.storage.get_interview(interview_id)
+        invited = interview is not None and await self.storage.is_invited(
+            interview_id, UserId(user.id)
+        )
+        active = await self._active(now) if invited else None
+        used = await self.storage.count_attempts(interview_id, UserId(user.id))
+        max_attempts = interview.definition.settings.max_attempts if interview else 0
+        refusal = admission.decide_start(
+            invited=invited, active=active, used=used, max_attempts=max_attempts
+        )
+        if refusal is not None or interview is None:
+            self._refuse(refusal or admission.NOT_FOUND)
+            return
+        attempt = begin(
+            session_id=SessionId(uuid.uuid4().hex),
+            interview_id=interview_id,
+            title=interview.definition.title,
+            candidate_id=UserId(user.id),
+            number=used + 1,
+            questions=interview.definition.question_views(),
+            grace_ms=interview.definition.settings.grace_ms,
+            now=now,
+        )
+        await self._create(attempt, None, now)
+
+    async def _create(self, attempt: Attempt, old: Attempt | None, now: Millis) -> None:
+        audit = [self._entry(AuditKind.STARTED, now, {"attempt": attempt.number})]
+        try:
+            await self.storage.create_attempt(
+                attempt, candidate_name=self._user().name, audit=audit, abandon=old
+            )
+        except (AlreadyInProgress, Conflict):
+            self._refuse(admission.IN_PROGRESS)
+            return
+        if old is not None:
+            await self.storage.append_audit(
+                old.session_id, [self._entry(AuditKind.ABANDONED, now)]
+            )
+            await self.services.bus.publish(old.session_id, self.holder)
+        await self._attach(attempt, now, takeover=False)
+
+    async def _resume(self, takeover: bool, now: Millis) -> None:
+        attempt = await self._active(now)
+        if attempt is None:
+            self._refuse(admission.NO_ACTIVE)
+            return
+        await self._attach(attempt, now, takeover=takeover)
+
+    async def _restart(self, current: Attempt | None, now: Millis) -> None:
+        active = await self._active(now)
+        used = 0
+        max_attempts = 0
+        if active is not None:
+            used = await self.storage.count_attempts(
+                active.interview_id, UserId(self._user().id)
+            )
+            interview = await self.storage.get_interview(active.interview_id)
+            max_attempts = (
+                interview.definition.settings.max_attempts if interview else 0
+            )
+        refusal = admission.decide_restart(
+            active=active, used=used, max_attempts=max_attempts
+        )
+        if refusal is not None or active is None:
+            if current is not None and active is None:
+                await self._refresh(current.session_id, now)
+            self._refuse(refusal or admission.NO_ACTIVE)
+            return
+        if current is None or current.session_id != active.session_id:
+            if await self._lock(active.session_id, takeover=False) is Acquired.LOCKED:
+                self._refuse(admission.LOCKED)
+                return
+        new = begin(
+            session_id=SessionId(uuid.uuid4().hex),
+            interview_id=active.interview_id,
+            title=active.title,
+            candidate_id=active.candidate_id,
+            number=used + 1,
+            questions=active.questions,
+            grace_ms=active.grace_ms,
+            now=now,
+        )
+        await self.services.lock.release(active.session_id, self.holder)
+        await self._create(new, active, now)
+
+    async def _refresh(self, session_id: SessionId, now: Millis) -> None:
+        fresh = await self.storage.load_attempt(session_id)
+        self.protocol.receive_changed(fresh, now)
+
+    def _refuse(self, refusal: Refusal) -> None:
+        self.protocol.receive_refused(refusal.code, refusal.message)
+
+    # -- attaching ----------------------------------------------------------------
+
+    async def _lock(self, session_id: SessionId, *, takeover: bool) -> Acquired:
+        return await self.services.lock.acquire(
+            session_id, self.holder, takeover=takeover, on_superseded=self._superseded
+        )
+
+    async def _attach(self, attempt: Attempt, now: Millis, *, takeover: bool) -> None:
+        attached = self.protocol.attempt
+        if attached is not None and attached.session_id == attempt.session_id:
+            self.protocol.receive_attached(attempt, now)
+            return
+        acquired = await self._lock(attempt.session_id, takeover=takeover)
+        if acquired is Acquired.LOCKED:
+            self._refuse(admission.LOCKED)
+            return
+        await self._release()
+        self.fence = await self.storage.claim(attempt.session_id)
+        taken = acquired is Acquired.TAKEN_OVER
+        kind = AuditKind.TAKEN_OVER if taken else AuditKind.ATTACHED
+        await self.storage.append_audit(attempt.session_id, [self._entry(kind, now)])
+        self.subscription = self.services.bus.subscribe(
+            attempt.session_id, self._on_bus
+        )
+        fresh = await self.storage.load_attempt(attempt.session_id) or attempt
+        self.protocol.receive_attached(fresh, now)
+        self._reschedule()
+        self.log.info("attached to session %s", attempt.session_id)
+
+    async def _release(self) -> None:
+        """Give up the attempt this connection holds, if any."""
+        attempt = self.protocol.attempt
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+        self.services.scheduler.cancel(self)
+        if attempt is not None:
+            await self.services.lock.release(attempt.session_id, self.holder)
+        self.fence = None
+
+    async def _detach(self) -> None:
+        attempt = self.protocol.attempt
+        await self._release()
+        if attempt is None:
+            return
+        data = {"close_code": self.close_code}
+        with contextlib.suppress(StorageError):
+            entry = self._entry(AuditKind.DETACHED, self.clock(), data)
+            await self.storage.append_audit(attempt.session_id, [entry])
+
+    # -- guarded writes -----------------------------------------------------------
+
+    async def _commit(self, effect: Commit, now: Millis) -> None:
+        session_id = effect.change.before.session_id
+        try:
+            await self.storage.commit(
+                effect.change, fence=self.fence, audit=effect.audit
+            )
+        except Conflict:
+            await self._conflict(session_id, now)
+            return
+        self.protocol.receive_persisted(now)
+        self._reschedule()
+        await self.services.bus.publish(session_id, self.holder)
+
+    async def _store_draft(self, effect: StoreDraft, now: Millis) -> None:
+        attempt = self.protocol.attempt
+        assert attempt is not None
+        try:
+            await self.storage.save_draft(
+                attempt.session_id, effect.draft, fence=self.fence
+            )
+        except Conflict:
+            await self._conflict(attempt.session_id, now)
+            return
+        self.protocol.receive_persisted(now)
+
+    async def _conflict(self, session_id: SessionId, now: Millis) -> None:
+        """A guarded write lost: superseded, or the attempt moved on elsewhere."""
+        self.races += 1
+        if not await self.services.lock.holds(session_id, self.holder):
+            self.protocol.receive_write_failed("this connection was taken over")
+            self.protocol.supersede()
+            return
+        if self.races > MAX_RACES:
+            self.protocol.receive_write_failed("the attempt keeps changing; try again")
+            return
+        fresh = await self.storage.load_attempt(session_id)
+        self.protocol.receive_conflict(fresh, now)
+        self._reschedule()
+
+    async def _record(self, entries: tuple[AuditEntry, ...]) -> None:
+        attempt = self.protocol.attempt
+        if attempt is not None:
+            await self.storage.append_audit(attempt.session_id, entries)
+
+    def _entry(
+        self, kind: AuditKind, at: Millis, data: dict[str, Any] | None = None
+    ) -> AuditEntry:
+        return AuditEntry(at=at, actor=self.protocol.actor, kind=kind, data=data or {})
+
+    # -- callbacks from the scheduler and the bus (never block) -------------------
+
+    def _superseded(self) -> None:
+        self.inbox.put_nowait(_SUPERSEDED)
+
+    def _on_bus(self, origin: str) -> None:
+        attempt = self.protocol.attempt
+        if origin != self.holder and attempt is not None:
+            self.inbox.put_nowait(_Changed(attempt.session_id))
+
+    def _reschedule(self) -> None:
+        if self.protocol.phase is Phase.ATTACHED:
+            self.services.scheduler.schedule(self)
+        else:
+            self.services.scheduler.cancel(self)
+
+    def next_due(self, now: Millis) -> Millis | None:
+        wakeup = self.protocol.next_wakeup()
+        attempt = self.protocol.attempt
+        if wakeup is None or attempt is None:
+            return None
+        interval = self.services.settings.tick_interval_ms
+        return min(next_tick(attempt.deadline, now, interval), wakeup)
+
+    def on_due(self, now: Millis) -> None:
+        wakeup = self.protocol.next_wakeup()
+        if wakeup is not None and now >= wakeup:
+            self.generation += 1  # the owner reschedules after the expiry
+            self.inbox.put_nowait(_EXPIRE)
+            return
+        text = self.protocol.tick(now)
+        if text is not None and not self.outbox.put_tick(text):
+            self.inbox.put_nowait(_Gone(CloseCode.TOO_SLOW))

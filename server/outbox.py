@@ -1,0 +1,47 @@
+"""A bounded send queue per socket (PROTOCOL.md section 3).
+
+Ticks are merged: a queued tick is replaced by the newest one, which goes to the back
+so that it never overtakes the frames before it. When more than ``limit`` frames wait,
+the reader is too slow: :meth:`put` returns ``False`` and the socket is closed 4008.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+
+class Outbox:
+    __slots__ = ("limit", "_frames", "_tick", "_ready")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._frames: deque[str] = deque()
+        self._tick: str | None = None
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, text: str) -> bool:
+        """Queue a frame; ``False`` when the queue overflowed."""
+        self._frames.append(text)
+        self._ready.set()
+        return len(self._frames) <= self.limit
+
+    def put_tick(self, text: str) -> bool:
+        """Queue a tick, replacing one still waiting."""
+        if self._tick is not None:  # still queued: get() forgets a tick it hands out
+            self._frames.remove(self._tick)
+        self._tick = text
+        return self.put(text)
+
+    async def get(self) -> str:
+        """The next frame to send, waiting for one."""
+        while not self._frames:
+            self._ready.clear()
+            await self._ready.wait()
+        text = self._frames.popleft()
+        if text is self._tick:
+            self._tick = None
+        return text

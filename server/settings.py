@@ -1,0 +1,246 @@
+"""Server configuration, built once from the environment (STYLE.md section 10).
+
+Only ``server/__main__.py`` calls :meth:`Settings.from_environ`; everything else gets a
+``Settings`` passed in, and tests build ``Settings(...)`` themselves. Every field has an
+environment variable, listed in the README.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from starlette.config import Config
+from starlette.datastructures import Secret
+
+T = TypeVar("T")
+
+DEFAULT_DATABASE_URL = "sqlite:///var/interview.db"
+DEV_JWT_SECRET = "dev-secret-change-me-not-for-production"
+"""The embedded default's secret: anyone can forge tokens with it (__main__ warns).
+
+At least 32 bytes, like every accepted JWT_SECRET: HS256 wants a key as long as its
+hash (RFC 7518 section 3.2), and PyJWT warns on shorter ones.
+"""
+
+MIN_JWT_SECRET_BYTES = 32
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres", "postgresql+asyncpg")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; startup stops.
+
+    Attributes:
+        variable: the environment variable at fault.
+    """
+
+    def __init__(self, variable: str, message: str) -> None:
+        super().__init__(f"{variable} {message}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    redis_url: str | None = None
+    jwt_secret: Secret = Secret(DEV_JWT_SECRET)
+    tick_interval_ms: int = 1000
+    default_grace_ms: int = 2000
+    # Empty: same origin only (an Origin whose host:port is the request's Host).
+    allowed_origins: tuple[str, ...] = ()
+    auth_timeout_s: float = 10.0
+    max_frame_bytes: int = 1_048_576
+    max_answer_chars: int = 100_000
+    rate_per_s: float = 20.0
+    rate_burst: int = 50
+    flood_close_s: float = 5.0
+    send_queue_max: int = 64
+    # Ping interval and pong timeout: a vanished client lets go within 2 x 15 s.
+    keepalive_s: float = 15.0
+    sweep_interval_ms: int = 1000
+    db_pool_max: int = 10
+    public_url: str | None = None
+    log_level: str = "INFO"
+    model_short_answer: str | None = None
+    model_code: str | None = None
+    model_summary: str | None = None
+    model_api_base: str | None = None
+
+    @property
+    def uses_dev_secret(self) -> bool:
+        return str(self.jwt_secret) == DEV_JWT_SECRET
+
+    @property
+    def is_postgres(self) -> bool:
+        return urlsplit(self.database_url).scheme.startswith("postgres")
+
+    def origin_allowed(self, origin: str | None, host: str | None) -> bool:
+        """Whether a WebSocket handshake's ``Origin`` may connect (PROTOCOL.md 1).
+
+        No ``Origin`` (a non-browser client) is allowed.
+        """
+        if origin is None:
+            return True
+        origin = origin.strip().rstrip("/").lower()
+        if self.allowed_origins:
+            return "*" in self.allowed_origins or origin in self.allowed_origins
+        return host is not None and urlsplit(origin).netloc == host.strip().lower()
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """Read every variable, or raise :class:`SettingsError` naming the bad one."""
+        env = _Reader(Config(environ=environ))
+        database_url = env.get("DATABASE_URL", _database_url, DEFAULT_DATABASE_URL)
+        return cls(
+            database_url=database_url,
+            redis_url=env.get("REDIS_URL", _redis_url, None),
+            jwt_secret=_jwt_secret(env, database_url),
+            tick_interval_ms=env.get("TICK_INTERVAL_MS", _positive_int, 1000),
+            default_grace_ms=env.get("GRACE_MS", _non_negative_int, 2000),
+            allowed_origins=env.get("ALLOWED_ORIGINS", _origins, ()),
+            auth_timeout_s=env.get("AUTH_TIMEOUT_S", _positive_float, 10.0),
+            max_frame_bytes=env.get("MAX_FRAME_BYTES", _positive_int, 1_048_576),
+            max_answer_chars=env.get("MAX_ANSWER_CHARS", _positive_int, 100_000),
+            rate_per_s=env.get("RATE_PER_S", _positive_float, 20.0),
+            rate_burst=env.get("RATE_BURST", _positive_int, 50),
+            flood_close_s=env.get("FLOOD_CLOSE_S", _positive_float, 5.0),
+            send_queue_max=env.get("SEND_QUEUE_MAX", _positive_int, 64),
+            keepalive_s=env.get("KEEPALIVE_S", _positive_float, 15.0),
+            sweep_interval_ms=env.get("SWEEP_INTERVAL_MS", _positive_int, 1000),
+            db_pool_max=env.get("DB_POOL_MAX", _positive_int, 10),
+            public_url=env.get("PUBLIC_URL", _http_url, None),
+            log_level=env.get("LOG_LEVEL", _log_level, "INFO"),
+            model_short_answer=env.get("MODEL_SHORT_ANSWER", str, None),
+            model_code=env.get("MODEL_CODE", str, None),
+            model_summary=env.get("MODEL_SUMMARY", str, None),
+            model_api_base=env.get("MODEL_API_BASE", _http_url, None),
+        )
+
+
+class _Reader:
+    """Reads through starlette's Config; an empty value counts as unset.
+
+    Parsers raise ``ValueError("<what was expected>")``; the reader adds the variable
+    and the value that arrived.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    def raw(self, variable: str) -> str | None:
+        value = self._config(variable, default=None)
+        if value is None:
+            return None
+        return value.strip() or None
+
+    def get(self, variable: str, parse: Callable[[str], T], default: T) -> T:
+        value = self.raw(variable)
+        if value is None:
+            return default
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise SettingsError(variable, f"must be {exc}, got {value!r}") from exc
+
+
+def _jwt_secret(env: _Reader, database_url: str) -> Secret:
+    value = env.raw("JWT_SECRET")
+    if value is None:
+        if urlsplit(database_url).scheme.startswith("postgres"):
+            # A shared database means a real deployment: never sign with a known key.
+            raise SettingsError(
+                "JWT_SECRET", "is required when DATABASE_URL is postgres"
+            )
+        return Secret(DEV_JWT_SECRET)
+    length = len(value.encode())
+    if length < MIN_JWT_SECRET_BYTES:
+        # The value itself never goes into a message.
+        raise SettingsError(
+            "JWT_SECRET",
+            f"must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256, got {length}",
+        )
+    return Secret(value)
+
+
+def _positive_int(value: str) -> int:
+    number = _int(value, "a positive integer")
+    if number < 1:
+        raise ValueError("a positive integer")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = _int(value, "a non-negative integer")
+    if number < 0:
+        raise ValueError("a non-negative integer")
+    return number
+
+
+def _int(value: str, expected: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(expected) from None
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("a positive number") from None
+    # NaN and infinity would make every timer meaningless.
+    if not 0 < number < float("inf"):
+        raise ValueError("a positive number")
+    return number
+
+
+def _url(value: str, schemes: tuple[str, ...], expected: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not (parts.netloc or parts.path):
+        raise ValueError(expected)
+    return value
+
+
+def _database_url(value: str) -> str:
+    return _url(value, _DATABASE_SCHEMES, "a sqlite:/// or postgresql:// URL")
+
+
+def _redis_url(value: str) -> str:
+    return _url(value, _REDIS_SCHEMES, "a redis:// or rediss:// URL")
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("an http:// or https:// URL")
+    return value.rstrip("/")
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    origins = tuple(item.strip().rstrip("/").lower() for item in value.split(","))
+    for origin in origins:
+        if origin != "*" and not _is_origin(origin):
+            raise ValueError(
+                "a comma-separated list of origins like https://example.com:8443 or *"
+            )
+    return origins
+
+
+def _is_origin(origin: str) -> bool:
+    parts = urlsplit(origin)
+    return (
+        parts.scheme in ("http", "https")
+        and bool(parts.netloc)
+        and not (parts.path or parts.query or parts.fragment)
+    )
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"one of {', '.join(LOG_LEVELS)}")
+    return level

@@ -1,0 +1,115 @@
+"""Server-side expiry of attempts nobody is connected to (PRODUCT.md section 6.6).
+
+:func:`settle` expires whatever is overdue in one guarded write, retrying from the
+fresh state when another writer got there first; the sweeper runs it periodically
+over every overdue attempt, and the socket shell runs it before start and resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from protocol.attempt import Attempt, change_between, expire_due
+from protocol.audit import AuditEntry, AuditKind
+from protocol.ids import Millis, SessionId
+from server.bus import EventBus
+from server.storage import Conflict, Storage, StorageError
+
+logger = logging.getLogger(__name__)
+
+SWEEPER = "sweeper"
+MAX_RACES = 5
+MARGIN_MS = 1000
+"""The sweeper leaves a just-closed question alone this long, so an answer received in
+time whose write is still in flight on a connection is stored, not beaten by expiry."""
+
+
+def expiry_audit(attempt: Attempt, after: Attempt) -> list[AuditEntry]:
+    entries = [
+        AuditEntry(
+            at=answer.submitted_at,
+            actor="server",
+            kind=AuditKind.EXPIRED,
+            data={
+                "question_index": answer.question_index,
+                "had_draft": answer.had_draft,
+            },
+        )
+        for answer in change_between(attempt, after).answers
+    ]
+    if attempt.in_progress and not after.in_progress:
+        at = after.completed_at or 0
+        entries.append(AuditEntry(at=at, actor="server", kind=AuditKind.COMPLETED))
+    return entries
+
+
+async def settle(
+    storage: Storage, bus: EventBus, attempt: Attempt, now: Millis
+) -> Attempt | None:
+    """Persist the expiry of every overdue question of ``attempt``.
+
+    Returns:
+        The stored attempt afterwards (``None`` if it vanished).
+    """
+    current: Attempt | None = attempt
+    for _ in range(MAX_RACES):
+        if current is None:
+            return None
+        after, expired = expire_due(current, now)
+        if not expired:
+            return current
+        change = change_between(current, after)
+        try:
+            await storage.commit(change, fence=None, audit=expiry_audit(current, after))
+        except Conflict:
+            current = await storage.load_attempt(current.session_id)
+            continue
+        await bus.publish(current.session_id, SWEEPER)
+        return after
+    return current
+
+
+class Sweeper:
+    """Every ``interval_ms``, expires what is overdue in attempts left alone."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        bus: EventBus,
+        clock: Callable[[], Millis],
+        *,
+        interval_ms: Millis = 1000,
+        batch: int = 500,
+    ) -> None:
+        self.storage = storage
+        self.bus = bus
+        self.clock = clock
+        self.interval_ms = interval_ms
+        self.batch = batch
+
+    async def sweep_once(self) -> int:
+        """Expire every overdue attempt once; returns how many were settled."""
+        now = self.clock() - MARGIN_MS
+        settled = 0
+        for session_id in await self.storage.due_attempts(now, self.batch):
+            settled += await self._settle_one(session_id, now)
+        return settled
+
+    async def _settle_one(self, session_id: SessionId, now: Millis) -> int:
+        attempt = await self.storage.load_attempt(session_id)
+        if attempt is None:
+            return 0
+        await settle(self.storage, self.bus, attempt, now)
+        return 1
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sweep_once()
+            except StorageError as exc:
+                logger.warning("sweep failed, will retry: %s", exc)
+            except Exception:
+                logger.exception("sweep failed, will retry")
+            await asyncio.sleep(self.interval_ms / 1000)

@@ -1,0 +1,113 @@
+"""Fixtures shared by the integration and end-to-end tests: a fresh, migrated database.
+
+``database_url`` is a new database per test: a SQLite file in the test's temporary
+folder by default, or, when ``DATABASE_URL`` names a PostgreSQL server, a new database
+``t_<random>`` on that server, dropped afterwards. An unreachable ``DATABASE_URL`` fails
+the tests rather than skipping them. The schema is migrated once per run into a
+template that each test copies (a file copy, or ``CREATE DATABASE ... TEMPLATE``).
+
+``storage`` is a connected :class:`server.storage.DatabaseStorage` on that database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+import pytest
+
+if TYPE_CHECKING:  # imported lazily: the unit tests do not need a database stack
+    from server.storage import DatabaseStorage
+
+T = TypeVar("T")
+
+
+def run(coroutine: Coroutine[object, object, T]) -> T:
+    """Run ``coroutine`` to completion on a new loop in a new thread.
+
+    Sync fixtures use it so that they never touch the event loop pytest-asyncio gives
+    to the test (STACK-NOTES: session-scoped async fixtures break on function loops).
+    """
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, coroutine).result()
+
+
+def _database_named(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+async def _execute(url: str, *statements: str) -> None:
+    import asyncpg
+
+    # asyncpg does not understand SQLAlchemy's "+driver" schemes.
+    connection = await asyncpg.connect(url.replace("+asyncpg", "", 1), timeout=10)
+    try:
+        for statement in statements:
+            await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+async def _migrated_template(url: str, name: str) -> str:
+    from server.storage import migrate
+
+    await _execute(url, f'CREATE DATABASE "{name}"')
+    template = _database_named(url, name)
+    await migrate(template)
+    return template
+
+
+@pytest.fixture(scope="session")
+def _template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated database to copy: a SQLite path, or a PostgreSQL database name."""
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
+        from server.storage import migrate
+
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        run(migrate(f"sqlite:///{path}"))
+        yield str(path)
+        return
+    name = f"t_template_{uuid.uuid4().hex[:12]}"
+    run(_migrated_template(server_url, name))
+    try:
+        yield name
+    finally:
+        run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(_template: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for one test; see the module docstring."""
+    server_url = os.environ.get("DATABASE_URL")
+    if not server_url:
+        path = tmp_path / "test.db"
+        shutil.copyfile(_template, path)
+        yield f"sqlite:///{path}"
+        return
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    run(_execute(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{_template}"'))
+    try:
+        yield _database_named(server_url, name)
+    finally:
+        run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def storage(database_url: str) -> AsyncIterator[DatabaseStorage]:
+    from server.storage import DatabaseStorage
+
+    connected = DatabaseStorage(database_url)
+    await connected.connect()
+    try:
+        yield connected
+    finally:
+        await connected.disconnect()

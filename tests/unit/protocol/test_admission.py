@@ -1,0 +1,144 @@
+"""Who may start or restart an attempt, and which refusal wins.
+
+Tests protocol/admission.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from protocol.admission import (
+    EXHAUSTED,
+    IN_PROGRESS,
+    NO_ACTIVE,
+    NOT_FOUND,
+    decide_restart,
+    decide_start,
+)
+from protocol.attempt import Attempt, QuestionView, abandon, begin, expire_due
+from protocol.errors import ErrorCode
+from protocol.ids import InterviewId, Millis, SessionId, UserId
+
+T0: Millis = 1_700_000_000_000
+
+
+def started() -> Attempt:
+    view = QuestionView(
+        index=0,
+        type="short_answer",
+        text="q",
+        options=None,
+        language=None,
+        points=1.0,
+        difficulty="easy",
+        time_limit_s=60,
+    )
+    return begin(
+        session_id=SessionId("s-1"),
+        interview_id=InterviewId("i-1"),
+        title="t",
+        candidate_id=UserId("c-1"),
+        number=1,
+        questions=(view,),
+        grace_ms=2_000,
+        now=T0,
+    )
+
+
+def completed() -> Attempt:
+    attempt, _ = expire_due(started(), T0 + 1_000_000)
+    assert not attempt.in_progress
+    return attempt
+
+
+# -- start -----------------------------------------------------------------------------
+
+
+def test_an_invited_candidate_with_attempts_left_may_start() -> None:
+    assert decide_start(invited=True, active=None, used=0, max_attempts=1) is None
+
+
+def test_an_attempt_that_is_not_in_progress_does_not_block_a_start() -> None:
+    assert (
+        decide_start(invited=True, active=completed(), used=1, max_attempts=2) is None
+    )
+
+
+def test_a_candidate_not_invited_gets_not_found() -> None:
+    refusal = decide_start(invited=False, active=None, used=0, max_attempts=1)
+
+    assert refusal == NOT_FOUND
+    assert refusal.code is ErrorCode.NOT_FOUND
+
+
+def test_not_invited_wins_over_every_other_refusal() -> None:
+    refusal = decide_start(invited=False, active=started(), used=5, max_attempts=1)
+
+    assert refusal == NOT_FOUND
+
+
+def test_an_attempt_in_progress_gets_already_in_progress() -> None:
+    refusal = decide_start(invited=True, active=started(), used=0, max_attempts=3)
+
+    assert refusal == IN_PROGRESS
+    assert refusal.code is ErrorCode.ALREADY_IN_PROGRESS
+
+
+def test_in_progress_wins_over_exhausted() -> None:
+    refusal = decide_start(invited=True, active=started(), used=3, max_attempts=3)
+
+    assert refusal == IN_PROGRESS
+
+
+@pytest.mark.parametrize(("used", "max_attempts"), [(1, 1), (3, 3), (4, 3)])
+def test_used_attempts_at_the_limit_get_attempts_exhausted(
+    used: int, max_attempts: int
+) -> None:
+    refusal = decide_start(
+        invited=True, active=None, used=used, max_attempts=max_attempts
+    )
+
+    assert refusal == EXHAUSTED
+    assert refusal.code is ErrorCode.ATTEMPTS_EXHAUSTED
+
+
+def test_one_attempt_below_the_limit_may_start() -> None:
+    assert decide_start(invited=True, active=None, used=2, max_attempts=3) is None
+
+
+# -- restart ---------------------------------------------------------------------------
+
+
+def test_restart_with_an_attempt_in_progress_and_attempts_left_may_go_ahead() -> None:
+    assert decide_restart(active=started(), used=1, max_attempts=2) is None
+
+
+@pytest.mark.parametrize("active", [None, "completed", "abandoned"])
+def test_restart_without_an_attempt_in_progress_gets_no_active_session(
+    active: str | None,
+) -> None:
+    attempt = {None: None, "completed": completed(), "abandoned": abandon(started())}[
+        active
+    ]
+
+    refusal = decide_restart(active=attempt, used=1, max_attempts=5)
+
+    assert refusal == NO_ACTIVE
+    assert refusal.code is ErrorCode.NO_ACTIVE_SESSION
+
+
+def test_no_active_session_wins_over_exhausted() -> None:
+    assert decide_restart(active=None, used=9, max_attempts=1) == NO_ACTIVE
+
+
+def test_restart_with_no_attempts_left_gets_attempts_exhausted() -> None:
+    refusal = decide_restart(active=started(), used=1, max_attempts=1)
+
+    assert refusal == EXHAUSTED
+
+
+def test_refusal_messages_say_what_to_do() -> None:
+    assert "resume" in IN_PROGRESS.message
+    assert all(
+        refusal.message for refusal in (NOT_FOUND, IN_PROGRESS, EXHAUSTED, NO_ACTIVE)
+    )

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+from starlette.requests import Request
+
+from protocol.ids import UserId
+from server.auth import (
+    AuthError,
+    Claims,
+    Role,
+    bearer_claims,
+    issue_token,
+    verify_token,
+)
+
+SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
+NOW_S = time.time()
+
+
+def _token(**overrides: object) -> str:
+    claims: dict[str, object] = {
+        "sub": "u1",
+        "name": "Ada",
+        "role": "candidate",
+        "org": None,
+        "iat": int(NOW_S),
+        "exp": int(NOW_S) + 600,
+    }
+    claims.update(overrides)
+    present = {key: value for key, value in claims.items() if value is not ...}
+    return jwt.encode(present, SECRET, algorithm="HS256")
+
+
+def _request(authorization: str | None) -> Request:
+    headers = (
+        [] if authorization is None else [(b"authorization", authorization.encode())]
+    )
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
+
+
+def test_issued_token_verifies_to_the_same_claims() -> None:
+    token = issue_token(
+        SECRET, sub="r1", role="recruiter", name="Grace", org="acme", now_s=NOW_S
+    )
+
+    assert verify_token(SECRET, token) == Claims(
+        sub=UserId("r1"), name="Grace", role=Role.RECRUITER, org="acme"
+    )
+
+
+def test_issued_token_carries_iat_and_exp_from_now_and_ttl() -> None:
+    token = issue_token(
+        SECRET, sub="c1", role="candidate", name="Ada", ttl_s=60, now_s=NOW_S
+    )
+
+    payload = jwt.decode(token, SECRET, algorithms=["HS256"])
+    assert payload["iat"] == int(NOW_S)
+    assert payload["exp"] == int(NOW_S) + 60
+    assert payload["org"] is None
+
+
+def test_expired_token_is_refused() -> None:
+    an_hour_ago = NOW_S - 3600
+    token = issue_token(
+        SECRET, sub="c1", role="candidate", name="Ada", ttl_s=60, now_s=an_hour_ago
+    )
+
+    with pytest.raises(AuthError, match="expired"):
+        verify_token(SECRET, token)
+
+
+def test_token_signed_with_another_secret_is_refused() -> None:
+    forged = issue_token(
+        "another-secret-that-is-long-enough-too!!",
+        sub="c1",
+        role="admin",
+        name="Mallory",
+        org="acme",
+        now_s=NOW_S,
+    )
+
+    with pytest.raises(AuthError, match="signature"):
+        verify_token(SECRET, forged)
+
+
+def test_unsigned_token_is_refused() -> None:
+    header, payload, _ = _token().split(".")
+    unsigned = jwt.encode(
+        jwt.decode(_token(), SECRET, algorithms=["HS256"]), key=None, algorithm="none"
+    )
+
+    with pytest.raises(AuthError):
+        verify_token(SECRET, unsigned)
+    with pytest.raises(AuthError):
+        verify_token(SECRET, f"{header}.{payload}.")
+
+
+@pytest.mark.parametrize("token", ["", "garbage", "a.b.c", "a.b"])
+def test_malformed_token_is_refused(token: str) -> None:
+    with pytest.raises(AuthError):
+        verify_token(SECRET, token)
+
+
+@pytest.mark.parametrize("claim", ["sub", "name", "role", "exp", "iat"])
+def test_token_missing_a_claim_is_refused(claim: str) -> None:
+    with pytest.raises(AuthError, match=claim):
+        verify_token(SECRET, _token(**{claim: ...}))
+
+
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [("sub", ""), ("sub", 7), ("name", ""), ("name", ["Ada"]), ("org", 3)],
+)
+def test_token_with_a_mistyped_claim_is_refused(claim: str, value: object) -> None:
+    with pytest.raises(AuthError, match=claim):
+        verify_token(SECRET, _token(**{claim: value}))
+
+
+def test_token_with_an_unknown_role_is_refused() -> None:
+    with pytest.raises(AuthError, match="role"):
+        verify_token(SECRET, _token(role="superuser"))
+
+
+@pytest.mark.parametrize("role", ["recruiter", "admin"])
+def test_staff_token_without_org_is_refused(role: str) -> None:
+    with pytest.raises(AuthError, match="org"):
+        verify_token(SECRET, _token(role=role))
+
+
+def test_issuing_with_a_wrong_role_or_ttl_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="role"):
+        issue_token(SECRET, sub="x", role="root", name="X", now_s=NOW_S)
+    with pytest.raises(ValueError, match="org"):
+        issue_token(SECRET, sub="x", role="recruiter", name="X", now_s=NOW_S)
+    with pytest.raises(ValueError, match="ttl_s"):
+        issue_token(SECRET, sub="x", role="candidate", name="X", ttl_s=0, now_s=NOW_S)
+
+
+def test_bearer_header_yields_the_claims() -> None:
+    request = _request(f"Bearer {_token()}")
+
+    assert bearer_claims(request, SECRET) == Claims(
+        sub=UserId("u1"), name="Ada", role=Role.CANDIDATE
+    )
+
+
+@pytest.mark.parametrize(
+    "header", [None, "", "Basic dXNlcjpwdw==", "Bearer ", "Bearer"]
+)
+def test_missing_or_non_bearer_authorization_is_refused(header: str | None) -> None:
+    with pytest.raises(AuthError, match="Bearer"):
+        bearer_claims(_request(header), SECRET)

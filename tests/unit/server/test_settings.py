@@ -1,0 +1,174 @@
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from server.settings import DEV_JWT_SECRET, Settings, SettingsError
+
+SECRET = "s" * 40
+
+
+def test_defaults_need_no_environment() -> None:
+    settings = Settings.from_environ({})
+
+    assert settings == dataclasses.replace(Settings(), jwt_secret=settings.jwt_secret)
+    assert settings.database_url == "sqlite:///var/interview.db"
+    assert settings.redis_url is None
+    assert str(settings.jwt_secret) == DEV_JWT_SECRET
+    assert settings.uses_dev_secret
+    assert settings.tick_interval_ms == 1000
+    assert settings.default_grace_ms == 2000
+    assert settings.allowed_origins == ()
+    assert settings.keepalive_s == 15.0
+    assert settings.log_level == "INFO"
+    assert settings.model_short_answer is None
+
+
+def test_every_variable_is_read() -> None:
+    environ = {
+        "DATABASE_URL": "postgresql://app:pw@db:5432/interviews",
+        "REDIS_URL": "redis://cache:6379/0",
+        "JWT_SECRET": SECRET,
+        "TICK_INTERVAL_MS": "500",
+        "GRACE_MS": "0",
+        "ALLOWED_ORIGINS": "https://a.example.com, http://localhost:3000/",
+        "AUTH_TIMEOUT_S": "2.5",
+        "MAX_FRAME_BYTES": "2048",
+        "MAX_ANSWER_CHARS": "300",
+        "RATE_PER_S": "5",
+        "RATE_BURST": "7",
+        "FLOOD_CLOSE_S": "1.5",
+        "SEND_QUEUE_MAX": "8",
+        "KEEPALIVE_S": "3",
+        "SWEEP_INTERVAL_MS": "250",
+        "DB_POOL_MAX": "4",
+        "PUBLIC_URL": "https://interviews.example.com/",
+        "LOG_LEVEL": "debug",
+        "MODEL_SHORT_ANSWER": "openai/gpt-4o-mini",
+        "MODEL_CODE": "anthropic/claude-sonnet",
+        "MODEL_SUMMARY": "ollama/llama3",
+        "MODEL_API_BASE": "http://localhost:11434",
+    }
+
+    settings = Settings.from_environ(environ)
+
+    assert settings == Settings(
+        database_url="postgresql://app:pw@db:5432/interviews",
+        redis_url="redis://cache:6379/0",
+        jwt_secret=settings.jwt_secret,
+        tick_interval_ms=500,
+        default_grace_ms=0,
+        allowed_origins=("https://a.example.com", "http://localhost:3000"),
+        auth_timeout_s=2.5,
+        max_frame_bytes=2048,
+        max_answer_chars=300,
+        rate_per_s=5.0,
+        rate_burst=7,
+        flood_close_s=1.5,
+        send_queue_max=8,
+        keepalive_s=3.0,
+        sweep_interval_ms=250,
+        db_pool_max=4,
+        public_url="https://interviews.example.com",
+        log_level="DEBUG",
+        model_short_answer="openai/gpt-4o-mini",
+        model_code="anthropic/claude-sonnet",
+        model_summary="ollama/llama3",
+        model_api_base="http://localhost:11434",
+    )
+    assert str(settings.jwt_secret) == SECRET
+    assert not settings.uses_dev_secret
+    assert settings.is_postgres
+
+
+def test_empty_values_count_as_unset() -> None:
+    settings = Settings.from_environ({"REDIS_URL": "", "TICK_INTERVAL_MS": "  "})
+
+    assert settings.redis_url is None
+    assert settings.tick_interval_ms == 1000
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("DATABASE_URL", "mysql://db/x", "sqlite:/// or postgresql://"),
+        ("REDIS_URL", "http://cache", "redis://"),
+        ("TICK_INTERVAL_MS", "fast", "positive integer"),
+        ("TICK_INTERVAL_MS", "0", "positive integer"),
+        ("GRACE_MS", "-1", "non-negative integer"),
+        ("ALLOWED_ORIGINS", "example.com", "origins"),
+        ("ALLOWED_ORIGINS", "https://a.example.com/path", "origins"),
+        ("AUTH_TIMEOUT_S", "nan", "positive number"),
+        ("MAX_FRAME_BYTES", "1.5", "positive integer"),
+        ("MAX_ANSWER_CHARS", "-3", "positive integer"),
+        ("RATE_PER_S", "0", "positive number"),
+        ("RATE_BURST", "x", "positive integer"),
+        ("FLOOD_CLOSE_S", "inf", "positive number"),
+        ("SEND_QUEUE_MAX", "0", "positive integer"),
+        ("KEEPALIVE_S", "-1", "positive number"),
+        ("SWEEP_INTERVAL_MS", "1s", "positive integer"),
+        ("DB_POOL_MAX", "ten", "positive integer"),
+        ("PUBLIC_URL", "interviews.example.com", "http:// or https://"),
+        ("LOG_LEVEL", "LOUD", "one of DEBUG"),
+        ("MODEL_API_BASE", "localhost:11434", "http:// or https://"),
+    ],
+)
+def test_malformed_value_names_the_variable_and_what_was_expected(
+    variable: str, value: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ({variable: value})
+
+    assert caught.value.variable == variable
+    assert str(caught.value).startswith(f"{variable} must be")
+    assert expected in str(caught.value)
+    assert repr(value) in str(caught.value)
+
+
+def test_postgres_without_jwt_secret_is_refused() -> None:
+    with pytest.raises(SettingsError, match="JWT_SECRET is required"):
+        Settings.from_environ({"DATABASE_URL": "postgresql://db/interviews"})
+
+
+def test_short_jwt_secret_is_refused_without_echoing_it() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ({"JWT_SECRET": "hunter2"})
+
+    assert caught.value.variable == "JWT_SECRET"
+    assert "at least 32 bytes" in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+
+
+def test_secret_is_hidden_from_repr() -> None:
+    settings = Settings.from_environ({"JWT_SECRET": SECRET})
+
+    assert SECRET not in repr(settings)
+
+
+def test_no_origin_header_is_always_allowed() -> None:
+    assert Settings().origin_allowed(None, "localhost:8000")
+    assert Settings(allowed_origins=("https://a.example",)).origin_allowed(None, None)
+
+
+def test_default_allows_only_the_same_origin() -> None:
+    settings = Settings()
+
+    assert settings.origin_allowed("http://localhost:8000", "localhost:8000")
+    assert settings.origin_allowed("https://Example.com", "example.com")
+    assert not settings.origin_allowed("http://evil.example", "localhost:8000")
+    assert not settings.origin_allowed("http://localhost:9000", "localhost:8000")
+    assert not settings.origin_allowed("http://localhost:8000", None)
+
+
+def test_configured_origins_replace_the_same_origin_rule() -> None:
+    settings = Settings(allowed_origins=("https://app.example.com",))
+
+    assert settings.origin_allowed("https://app.example.com/", "api.example.com")
+    assert not settings.origin_allowed("http://localhost:8000", "localhost:8000")
+
+
+def test_star_allows_every_origin() -> None:
+    settings = Settings.from_environ({"ALLOWED_ORIGINS": "*"})
+
+    assert settings.origin_allowed("https://anywhere.example", "localhost:8000")
