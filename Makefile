@@ -8,7 +8,7 @@ PORT ?= 8000
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export HF_HUB_OFFLINE := 1
 
-.PHONY: run test lint types unit integration e2e bench lock schema clean
+.PHONY: run test lint types unit integration e2e bench lock schema clean system-deps
 
 $(STAMP): requirements/dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,10 +17,17 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# Debian packages the sandbox needs (bubblewrap runs candidates' code); installed once.
+system-deps:
+	@command -v bwrap >/dev/null || { \
+	  echo "installing bubblewrap (code sandbox) with apt-get"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }
+
 run: $(STAMP)
 	$(BIN)/interview-server demo --host $(HOST) --port $(PORT)
 
-test: lint types
+test: system-deps lint types
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: $(STAMP)

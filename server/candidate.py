@@ -50,7 +50,7 @@ from server.storage import (
     StorageError,
     StorageUnavailable,
 )
-from server.sweeper import settle
+from server.sweeper import AnswersRecorded, nothing_recorded, settle
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +68,7 @@ class Services:
     bus: EventBus
     scheduler: Scheduler
     clock: Callable[[], Millis]
+    answers_recorded: AnswersRecorded = nothing_recorded
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,7 +307,10 @@ class CandidateConnection:
         attempt = await self.storage.active_attempt(UserId(self._user().id))
         if attempt is None:
             return None
-        attempt = await settle(self.storage, self.services.bus, attempt, now)
+        services = self.services
+        attempt = await settle(
+            self.storage, services.bus, attempt, now, services.answers_recorded
+        )
         return attempt if attempt is not None and attempt.in_progress else None
 
     async def _start(self, interview_id: InterviewId, now: Millis) -> None:
@@ -467,6 +471,8 @@ class CandidateConnection:
         self.protocol.receive_persisted(now)
         self._reschedule()
         await self.services.bus.publish(session_id, self.holder)
+        indexes = [answer.question_index for answer in effect.change.answers]
+        await self.services.answers_recorded(session_id, indexes)
 
     async def _store_draft(self, effect: StoreDraft, now: Millis) -> None:
         attempt = self.protocol.attempt

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from protocol.attempt import Attempt, change_between, expire_due
 from protocol.audit import AuditEntry, AuditKind
@@ -18,6 +18,16 @@ from server.bus import EventBus
 from server.storage import Conflict, Storage, StorageError
 
 logger = logging.getLogger(__name__)
+
+AnswersRecorded = Callable[[SessionId, Sequence[int]], Awaitable[None]]
+"""Told (after the commit) which questions of an attempt just got their answer, so
+they can be graded. It must not raise; answers it misses stay pending and are found
+again (PRODUCT.md 6.5)."""
+
+
+async def nothing_recorded(session_id: SessionId, indexes: Sequence[int]) -> None:
+    """The default hook: no grading wired in."""
+
 
 SWEEPER = "sweeper"
 MAX_RACES = 5
@@ -46,7 +56,11 @@ def expiry_audit(attempt: Attempt, after: Attempt) -> list[AuditEntry]:
 
 
 async def settle(
-    storage: Storage, bus: EventBus, attempt: Attempt, now: Millis
+    storage: Storage,
+    bus: EventBus,
+    attempt: Attempt,
+    now: Millis,
+    recorded: AnswersRecorded = nothing_recorded,
 ) -> Attempt | None:
     """Persist the expiry of every overdue question of ``attempt``.
 
@@ -67,6 +81,7 @@ async def settle(
             current = await storage.load_attempt(current.session_id)
             continue
         await bus.publish(current.session_id, SWEEPER)
+        await recorded(current.session_id, [a.question_index for a in change.answers])
         return after
     return current
 
@@ -82,7 +97,9 @@ class Sweeper:
         *,
         interval_ms: Millis = 1000,
         batch: int = 500,
+        recorded: AnswersRecorded = nothing_recorded,
     ) -> None:
+        self.recorded = recorded
         self.storage = storage
         self.bus = bus
         self.clock = clock
@@ -101,7 +118,7 @@ class Sweeper:
         attempt = await self.storage.load_attempt(session_id)
         if attempt is None:
             return 0
-        await settle(self.storage, self.bus, attempt, now)
+        await settle(self.storage, self.bus, attempt, now, self.recorded)
         return 1
 
     async def run(self) -> None:

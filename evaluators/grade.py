@@ -1,0 +1,94 @@
+"""What graders produce, and the interface the server's grading pipeline calls.
+
+Exception tree (``evaluators/errors.py``)::
+
+    EvaluationError       grading failed; ``retryable`` says whether to try again
+    ├── ModelUnavailable  the model did not answer (timeout, 429, 5xx): retryable
+    └── UnparsableOutput  the model answered outside the schema: retried a few
+                          times, then the answer goes to ``needs_review``
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from protocol.definition import QuestionDef
+
+
+class Recommendation(enum.StrEnum):
+    STRONG_HIRE = "strong_hire"
+    HIRE = "hire"
+    MAYBE = "maybe"
+    NO_HIRE = "no_hire"
+
+
+@dataclass(frozen=True, slots=True)
+class Grade:
+    """The grade of one answer.
+
+    ``score`` is already clamped to ``0..max_score``. ``feedback`` is JSON-serialisable
+    and shown to recruiters (per-criterion scores, strengths, improvements, test
+    results...). ``model`` names who graded (``"offline"`` for the offline grader,
+    ``"rule:mcq"`` for exact matching), ``prompt_version`` the prompt template, ``raw``
+    the model's raw judgement (``None`` without a model), for audit and re-runs.
+    """
+
+    score: float
+    max_score: float
+    feedback: Mapping[str, object]
+    model: str
+    prompt_version: str
+    raw: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QuestionResult:
+    """What the summary model sees of one question: structured, never the raw answer."""
+
+    index: int
+    type: str
+    difficulty: str
+    points: float
+    score: float
+    status: str  # "evaluated" or "needs_review"
+    time_expired: bool
+    highlights: Sequence[str] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The summary of a finished attempt; totals are computed by code, not the model."""
+
+    total: float
+    max_score: float
+    percentage: float
+    text: str
+    recommendation: Recommendation
+    model: str
+    prompt_version: str
+    raw: str | None = None
+
+
+class Grader(Protocol):
+    """Grades answers and summarises attempts; built by ``evaluators.build_grader``."""
+
+    async def grade(self, question: QuestionDef, answer: str) -> Grade:
+        """Grade ``answer`` to ``question`` (which carries its keys and tests).
+
+        Raises:
+            EvaluationError: see the tree above.
+        """
+        ...
+
+    async def summarise(
+        self, *, title: str, results: Sequence[QuestionResult]
+    ) -> Summary:
+        """Summarise an attempt from its per-question results.
+
+        Raises:
+            EvaluationError: see the tree above.
+        """
+        ...
