@@ -29,8 +29,6 @@ from protocol import frames
 from protocol.attempt import (
     Answer,
     Attempt,
-    Change,
-    Draft,
     DraftVerdict,
     Verdict,
     change_between,
@@ -39,6 +37,16 @@ from protocol.attempt import (
     submit,
 )
 from protocol.audit import AuditEntry, AuditKind
+from protocol.effects import (
+    AttachAttempt,
+    Commit,
+    Effect,
+    RecordAudit,
+    RestartAttempt,
+    StartAttempt,
+    StoreDraft,
+    VerifyToken,
+)
 from protocol.errors import CloseCode, ErrorCode, InvalidMessage, InvalidState
 from protocol.ids import Millis
 from protocol.messages import (
@@ -82,67 +90,6 @@ class Phase(enum.Enum):
     READY = "ready"
     ATTACHED = "attached"
     CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyToken:
-    """Check the JWT; answer with receive_authenticated or receive_unauthenticated."""
-
-    token: str
-
-
-@dataclass(frozen=True, slots=True)
-class StartAttempt:
-    """Start a new attempt; answer with receive_attached or receive_refused."""
-
-    interview_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class AttachAttempt:
-    """Attach to the caller's attempt in progress (``resume``)."""
-
-    takeover: bool
-
-
-@dataclass(frozen=True, slots=True)
-class RestartAttempt:
-    """Start Over; ``current`` is the attached attempt, if any."""
-
-    current: Attempt | None
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """Persist ``change`` under its guard and the connection's fence, atomically."""
-
-    change: Change
-    audit: tuple[AuditEntry, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class StoreDraft:
-    """Persist the draft of the current question under the guard and the fence."""
-
-    draft: Draft
-
-
-@dataclass(frozen=True, slots=True)
-class RecordAudit:
-    """Append to the attempt's audit log; nothing waits for it."""
-
-    entries: tuple[AuditEntry, ...]
-
-
-Effect = (
-    VerifyToken
-    | StartAttempt
-    | AttachAttempt
-    | RestartAttempt
-    | Commit
-    | StoreDraft
-    | RecordAudit
-)
 
 
 @dataclass(slots=True)

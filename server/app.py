@@ -23,6 +23,7 @@ from server.bus import EventBus, InProcessBus
 from server.candidate import Services, candidate_endpoint
 from server.http import routes
 from server.lock import InProcessLock, SessionLock
+from server.metrics import Metrics
 from server.scheduler import Scheduler
 from server.settings import Settings
 from server.storage import DatabaseStorage, Storage
@@ -50,6 +51,7 @@ def create_app(
     lock = lock or InProcessLock()
     bus = bus or InProcessBus()
     broker = InMemoryBroker()
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -65,6 +67,7 @@ def create_app(
             bus=bus,
             scheduler=scheduler,
             clock=clock,
+            metrics=metrics,
         )
         app.state.sweeper = sweeper
         logger.info("serving; database %s", _redacted(settings.database_url))
@@ -86,6 +89,7 @@ def create_app(
     app.state.storage = storage
     app.state.clock = clock
     app.state.broker_ready = _always_ready
+    app.state.metrics_registry = metrics.registry
     return app
 
 

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -40,6 +40,7 @@ from protocol.messages import User
 from server.auth import AuthError, verify_token
 from server.bus import EventBus, Subscription
 from server.lock import Acquired, SessionLock
+from server.metrics import Metrics
 from server.outbox import Outbox
 from server.scheduler import Scheduler, next_tick
 from server.settings import Settings
@@ -69,6 +70,7 @@ class Services:
     scheduler: Scheduler
     clock: Callable[[], Millis]
     answers_recorded: AnswersRecorded = nothing_recorded
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,8 @@ class CandidateConnection:
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
         writer = asyncio.create_task(self._write())
+        metrics = self.services.metrics
+        metrics.sockets.inc()
         try:
             await self._serve()
         except Exception:
@@ -152,6 +156,8 @@ class CandidateConnection:
             reader.cancel()
             await self._detach()
             await self._close(writer)
+            metrics.sockets.dec()
+            metrics.closes.labels(str(self.close_code or CloseCode.DONE)).inc()
 
     async def _serve(self) -> None:
         while self.close_code is None:
@@ -183,6 +189,7 @@ class CandidateConnection:
         self.races = 0
         match event:
             case _Text(text):
+                self.services.metrics.frames.inc()
                 self.protocol.receive_text(text, now)
             case _Expire():
                 self.protocol.expire(now)
@@ -425,6 +432,7 @@ class CandidateConnection:
             return
         await self._release()
         self.fence = await self.storage.claim(attempt.session_id)
+        self.services.metrics.attached.inc()
         taken = acquired is Acquired.TAKEN_OVER
         kind = AuditKind.TAKEN_OVER if taken else AuditKind.ATTACHED
         await self.storage.append_audit(attempt.session_id, [self._entry(kind, now)])
@@ -445,6 +453,8 @@ class CandidateConnection:
         self.services.scheduler.cancel(self)
         if attempt is not None:
             await self.services.lock.release(attempt.session_id, self.holder)
+        if self.fence is not None:
+            self.services.metrics.attached.dec()
         self.fence = None
 
     async def _detach(self) -> None:
@@ -472,6 +482,7 @@ class CandidateConnection:
         self._reschedule()
         await self.services.bus.publish(session_id, self.holder)
         indexes = [answer.question_index for answer in effect.change.answers]
+        self.services.metrics.answers.inc(len(indexes))
         await self.services.answers_recorded(session_id, indexes)
 
     async def _store_draft(self, effect: StoreDraft, now: Millis) -> None:
@@ -489,6 +500,7 @@ class CandidateConnection:
     async def _conflict(self, session_id: SessionId, now: Millis) -> None:
         """A guarded write lost: superseded, or the attempt moved on elsewhere."""
         self.races += 1
+        self.services.metrics.conflicts.inc()
         if not await self.services.lock.holds(session_id, self.holder):
             self.protocol.receive_write_failed("this connection was taken over")
             self.protocol.supersede()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from tests.e2e._client import UNIT_S, eventually
@@ -164,3 +165,25 @@ async def test_the_last_answer_completes_the_interview_and_closes(
     await again.send({"type": "start", "interview_id": interview})
     state = await again.expect("state")
     assert state["attempt"] == 2
+
+
+async def test_metrics_count_open_sockets_answers_and_closes(server: Server) -> None:
+    interview = await server.interview([60, 60])
+    alice = await server.candidate()
+    await alice.send({"type": "start", "interview_id": interview})
+    await alice.expect("state")
+    await alice.send({"type": "answer", "question_index": 0, "answer": "b"})
+    await alice.expect("answer_ack")
+
+    async with httpx.AsyncClient(base_url=server.http) as http:
+        text = (await http.get("/metrics")).text
+        assert "interview_sockets_open 1.0" in text
+        assert "interview_sockets_attached 1.0" in text
+        assert "interview_answers_recorded_total 1.0" in text
+        await alice.close()
+
+        async def closed_counted() -> bool:
+            text = (await http.get("/metrics")).text
+            return 'interview_socket_closes_total{code="1000"} 1.0' in text
+
+        await eventually(closed_counted)
