@@ -20,11 +20,12 @@ from taskiq import InMemoryBroker
 
 from protocol.ids import Millis
 from server.bus import EventBus, InProcessBus
-from server.candidate import Services, candidate_endpoint
+from server.candidate import candidate_endpoint
 from server.http import routes
 from server.lock import InProcessLock, SessionLock
 from server.metrics import Metrics
 from server.scheduler import Scheduler
+from server.services import Services
 from server.settings import Settings
 from server.storage import DatabaseStorage, Storage
 from server.sweeper import Sweeper

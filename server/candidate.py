@@ -1,5 +1,8 @@
 """Drives one :class:`CandidateProtocol` over one Starlette WebSocket.
 
+The way in (start, resume, restart) is :mod:`server.lobby`; this module attaches,
+performs guarded writes and feeds results back to the protocol.
+
 Three tasks per socket: the handler (this class's :meth:`run`) owns the protocol and
 its attempt; a reader feeds frames into the handler's inbox; a writer drains the
 bounded outbox. The shared scheduler and the bus reach the handler only through the
@@ -12,15 +15,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import admission
 from protocol.admission import Refusal
-from protocol.attempt import Attempt, begin
+from protocol.attempt import Attempt
 from protocol.audit import AuditEntry, AuditKind
 from protocol.connection import (
     AttachAttempt,
@@ -38,39 +40,22 @@ from protocol.errors import CloseCode
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
 from server.auth import AuthError, verify_token
-from server.bus import EventBus, Subscription
-from server.lock import Acquired, SessionLock
-from server.metrics import Metrics
+from server.bus import Subscription
+from server.lobby import Lobby
+from server.lock import Acquired
 from server.outbox import Outbox
-from server.scheduler import Scheduler, next_tick
-from server.settings import Settings
+from server.scheduler import next_tick
+from server.services import Services
 from server.storage import (
-    AlreadyInProgress,
     Conflict,
-    Storage,
     StorageError,
     StorageUnavailable,
 )
-from server.sweeper import AnswersRecorded, nothing_recorded, settle
 
 logger = logging.getLogger(__name__)
 
 MAX_RACES = 5
 CLOSE_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What every candidate connection shares; built once in the app's lifespan."""
-
-    settings: Settings
-    storage: Storage
-    lock: SessionLock
-    bus: EventBus
-    scheduler: Scheduler
-    clock: Callable[[], Millis]
-    answers_recorded: AnswersRecorded = nothing_recorded
-    metrics: Metrics = field(default_factory=Metrics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,107 +290,30 @@ class CandidateConnection:
         self.protocol.receive_authenticated(user, active, now)
         self.log.extra = {"holder": self.holder, "user": claims.sub}
 
-    def _user(self) -> User:
+    def _lobby(self) -> Lobby:
         assert self.protocol.user is not None
-        return self.protocol.user
-
-    async def _active(self, now: Millis) -> Attempt | None:
-        """The caller's attempt in progress after expiring what is overdue."""
-        attempt = await self.storage.active_attempt(UserId(self._user().id))
-        if attempt is None:
-            return None
-        services = self.services
-        attempt = await settle(
-            self.storage, services.bus, attempt, now, services.answers_recorded
-        )
-        return attempt if attempt is not None and attempt.in_progress else None
+        return Lobby(self.services, self.protocol.user, self.holder)
 
     async def _start(self, interview_id: InterviewId, now: Millis) -> None:
-        user = self._user()
-        interview = await self.storage.get_interview(interview_id)
-        invited = interview is not None and await self.storage.is_invited(
-            interview_id, UserId(user.id)
-        )
-        active = await self._active(now) if invited else None
-        used = await self.storage.count_attempts(interview_id, UserId(user.id))
-        max_attempts = interview.definition.settings.max_attempts if interview else 0
-        refusal = admission.decide_start(
-            invited=invited, active=active, used=used, max_attempts=max_attempts
-        )
-        if refusal is not None or interview is None:
-            self._refuse(refusal or admission.NOT_FOUND)
-            return
-        attempt = begin(
-            session_id=SessionId(uuid.uuid4().hex),
-            interview_id=interview_id,
-            title=interview.definition.title,
-            candidate_id=UserId(user.id),
-            number=used + 1,
-            questions=interview.definition.question_views(),
-            grace_ms=interview.definition.settings.grace_ms,
-            now=now,
-        )
-        await self._create(attempt, None, now)
-
-    async def _create(self, attempt: Attempt, old: Attempt | None, now: Millis) -> None:
-        audit = [self._entry(AuditKind.STARTED, now, {"attempt": attempt.number})]
-        try:
-            await self.storage.create_attempt(
-                attempt, candidate_name=self._user().name, audit=audit, abandon=old
-            )
-        except (AlreadyInProgress, Conflict):
-            self._refuse(admission.IN_PROGRESS)
-            return
-        if old is not None:
-            await self.storage.append_audit(
-                old.session_id, [self._entry(AuditKind.ABANDONED, now)]
-            )
-            await self.services.bus.publish(old.session_id, self.holder)
-        await self._attach(attempt, now, takeover=False)
+        await self._enter(await self._lobby().start(interview_id, now), now)
 
     async def _resume(self, takeover: bool, now: Millis) -> None:
-        attempt = await self._active(now)
-        if attempt is None:
-            self._refuse(admission.NO_ACTIVE)
-            return
-        await self._attach(attempt, now, takeover=takeover)
+        outcome = await self._lobby().resume(now)
+        await self._enter(outcome, now, takeover=takeover)
 
     async def _restart(self, current: Attempt | None, now: Millis) -> None:
-        active = await self._active(now)
-        used = 0
-        max_attempts = 0
-        if active is not None:
-            used = await self.storage.count_attempts(
-                active.interview_id, UserId(self._user().id)
-            )
-            interview = await self.storage.get_interview(active.interview_id)
-            max_attempts = (
-                interview.definition.settings.max_attempts if interview else 0
-            )
-        refusal = admission.decide_restart(
-            active=active, used=used, max_attempts=max_attempts
-        )
-        if refusal is not None or active is None:
-            if current is not None and active is None:
-                await self._refresh(current.session_id, now)
-            self._refuse(refusal or admission.NO_ACTIVE)
-            return
-        if current is None or current.session_id != active.session_id:
-            if await self._lock(active.session_id, takeover=False) is Acquired.LOCKED:
-                self._refuse(admission.LOCKED)
-                return
-        new = begin(
-            session_id=SessionId(uuid.uuid4().hex),
-            interview_id=active.interview_id,
-            title=active.title,
-            candidate_id=active.candidate_id,
-            number=used + 1,
-            questions=active.questions,
-            grace_ms=active.grace_ms,
-            now=now,
-        )
-        await self.services.lock.release(active.session_id, self.holder)
-        await self._create(new, active, now)
+        outcome = await self._lobby().restart(current, now, self._superseded)
+        if outcome is admission.NO_ACTIVE and current is not None:
+            await self._refresh(current.session_id, now)  # it ended meanwhile
+        await self._enter(outcome, now)
+
+    async def _enter(
+        self, outcome: Attempt | Refusal, now: Millis, *, takeover: bool = False
+    ) -> None:
+        if isinstance(outcome, Refusal):
+            self._refuse(outcome)
+        else:
+            await self._attach(outcome, now, takeover=takeover)
 
     async def _refresh(self, session_id: SessionId, now: Millis) -> None:
         fresh = await self.storage.load_attempt(session_id)
@@ -416,17 +324,17 @@ class CandidateConnection:
 
     # -- attaching ----------------------------------------------------------------
 
-    async def _lock(self, session_id: SessionId, *, takeover: bool) -> Acquired:
-        return await self.services.lock.acquire(
-            session_id, self.holder, takeover=takeover, on_superseded=self._superseded
-        )
-
     async def _attach(self, attempt: Attempt, now: Millis, *, takeover: bool) -> None:
         attached = self.protocol.attempt
         if attached is not None and attached.session_id == attempt.session_id:
             self.protocol.receive_attached(attempt, now)
             return
-        acquired = await self._lock(attempt.session_id, takeover=takeover)
+        acquired = await self.services.lock.acquire(
+            attempt.session_id,
+            self.holder,
+            takeover=takeover,
+            on_superseded=self._superseded,
+        )
         if acquired is Acquired.LOCKED:
             self._refuse(admission.LOCKED)
             return

@@ -1,0 +1,27 @@
+"""What every candidate connection shares; built once in the app's lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from protocol.ids import Millis
+from server.bus import EventBus
+from server.lock import SessionLock
+from server.metrics import Metrics
+from server.scheduler import Scheduler
+from server.settings import Settings
+from server.storage import Storage
+from server.sweeper import AnswersRecorded, nothing_recorded
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    settings: Settings
+    storage: Storage
+    lock: SessionLock
+    bus: EventBus
+    scheduler: Scheduler
+    clock: Callable[[], Millis]
+    answers_recorded: AnswersRecorded = nothing_recorded
+    metrics: Metrics = field(default_factory=Metrics)
