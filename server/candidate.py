@@ -55,6 +55,9 @@ from server.storage import (
 logger = logging.getLogger(__name__)
 
 MAX_RACES = 5
+INBOX_HIGH = 64
+INBOX_LOW = 16
+"""The reader stops reading frames at HIGH waiting ones and resumes at LOW."""
 CLOSE_TIMEOUT_S = 5.0
 
 
@@ -114,6 +117,7 @@ class CandidateConnection:
             flood_close_ms=round(settings.flood_close_s * 1000),
         )
         self.inbox: asyncio.Queue[_Event] = asyncio.Queue()
+        self.room = asyncio.Event()
         self.outbox = Outbox(settings.send_queue_max)
         self.fence: int | None = None
         self.generation = 0
@@ -160,6 +164,8 @@ class CandidateConnection:
             self._flush()
 
     async def _next_event(self) -> _Event | None:
+        if self.inbox.qsize() <= INBOX_LOW:
+            self.room.set()
         if self.protocol.phase is not Phase.AUTHENTICATING:
             return await self.inbox.get()
         remaining_s = (self.protocol.auth_deadline - self.clock()) / 1000
@@ -211,6 +217,10 @@ class CandidateConnection:
                     return
                 text = message.get("text")
                 self.inbox.put_nowait(_Text(text if isinstance(text, str) else ""))
+                if self.inbox.qsize() >= INBOX_HIGH:
+                    # Stop reading until the handler catches up: TCP pushes back.
+                    self.room.clear()
+                    await self.room.wait()
         except (WebSocketDisconnect, RuntimeError):
             self.inbox.put_nowait(_Gone(1006))
 
@@ -218,6 +228,7 @@ class CandidateConnection:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):
             while True:
                 await self.ws.send_text(await self.outbox.get())
+                self.outbox.sent()
 
     async def _close(self, writer: asyncio.Task[None]) -> None:
         """Send what is queued, then the close frame (unless the client is gone)."""
@@ -234,10 +245,12 @@ class CandidateConnection:
         self.log.info("socket closed with %s", code)
 
     async def _drain(self, writer: asyncio.Task[None]) -> None:
+        """Let the writer send what is queued (a writer that died sends nothing)."""
+        sent = asyncio.ensure_future(self.outbox.join())
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
-                while len(self.outbox) and not writer.done():
-                    await asyncio.sleep(0.001)
+                await asyncio.wait({sent, writer}, return_when=asyncio.FIRST_COMPLETED)
+        sent.cancel()
 
     # -- effects --------------------------------------------------------------------
 

@@ -12,13 +12,15 @@ from collections import deque
 
 
 class Outbox:
-    __slots__ = ("limit", "_frames", "_tick", "_ready")
+    __slots__ = ("limit", "_frames", "_tick", "_ready", "_idle")
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self._frames: deque[str] = deque()
         self._tick: str | None = None
         self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -27,6 +29,7 @@ class Outbox:
         """Queue a frame; ``False`` when the queue overflowed."""
         self._frames.append(text)
         self._ready.set()
+        self._idle.clear()
         return len(self._frames) <= self.limit
 
     def put_tick(self, text: str) -> bool:
@@ -45,3 +48,12 @@ class Outbox:
         if text is self._tick:
             self._tick = None
         return text
+
+    def sent(self) -> None:
+        """The writer has sent the frame it took with :meth:`get`."""
+        if not self._frames:
+            self._idle.set()
+
+    async def join(self) -> None:
+        """Wait until every queued frame has been sent."""
+        await self._idle.wait()

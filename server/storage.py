@@ -49,6 +49,7 @@ from protocol.attempt import (
 from protocol.audit import AuditEntry
 from protocol.definition import InterviewDefinition, Settings
 from protocol.ids import InterviewId, Millis, SessionId, UserId
+from server._sqlite import reuse_connections
 from server._tables import (
     SESSION_WITH_DRAFT,
     answers,
@@ -249,6 +250,10 @@ def _translated(
     return translated
 
 
+translated = _translated
+"""Maps the drivers' exceptions to :class:`StorageError` (for the other stores)."""
+
+
 def _unique_violation(exc: Exception) -> str | None:
     """The violated unique constraint, by name (PostgreSQL) or columns (SQLite)."""
     if isinstance(exc, asyncpg.UniqueViolationError):
@@ -297,6 +302,9 @@ def _require_folder(database: str) -> None:
         raise StorageUnavailable(f"no folder {folder} for the SQLite database")
 
 
+WAL_SWITCH_TRIES = 10
+
+
 class DatabaseStorage:
     """:class:`Storage` on ``databases``: ``sqlite:///file.db`` or ``postgresql://``.
 
@@ -315,6 +323,7 @@ class DatabaseStorage:
         )
         self._database = Database(url, **options)
         self._write_lock = asyncio.Lock() if self._sqlite else None
+        self._sqlite_pool = reuse_connections(self._database) if self._sqlite else None
         self._interviews: dict[InterviewId, tuple[InterviewRecord, Views]] = {}
 
     @_translated
@@ -323,11 +332,35 @@ class DatabaseStorage:
             _require_folder(self._database.url.database)
         await self._database.connect()
         if self._sqlite:
-            # Persistent in the file: readers never wait for the writer.
-            await self._database.execute("PRAGMA journal_mode = WAL")
+            await self._use_wal()
+
+    async def _use_wal(self) -> None:
+        """Readers never wait for the writer. The mode is kept in the file, so it is
+        switched once; two processes opening a fresh file together may collide on
+        the switch (busy_timeout does not cover it), hence the retries."""
+        for attempt in range(WAL_SWITCH_TRIES):
+            mode = await self._database.fetch_val("PRAGMA journal_mode")
+            if str(mode).lower() == "wal":
+                return
+            try:
+                await self._database.execute("PRAGMA journal_mode = WAL")
+            except sqlite3.OperationalError:
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise StorageUnavailable("could not switch the SQLite file to WAL mode")
 
     async def disconnect(self) -> None:
         await self._database.disconnect()
+        if self._sqlite_pool is not None:
+            await self._sqlite_pool.close()
+
+    @property
+    def database(self) -> Database:
+        """The pool, for the stores of other tables (``server/results.py``)."""
+        return self._database
+
+    def writing(self) -> contextlib.AbstractAsyncContextManager[Connection]:
+        """A write transaction under this instance's write lock (see the class)."""
+        return self._writing()
 
     @_translated
     async def ping(self) -> None:

@@ -135,11 +135,13 @@ async def run_server(settings: Settings) -> AsyncIterator[Server]:
     server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port))
     serving = asyncio.create_task(server.serve())
     storage = DatabaseStorage(settings.database_url)
-    await storage.connect()
     try:
         async with asyncio.timeout(UNIT_S):
             while not server.started:
                 await asyncio.sleep(0.01)
+        # Only once the app has connected: two SQLite connections that switch the
+        # file to WAL at the same instant fail with "database is locked".
+        await storage.connect()
         yield Server(settings=settings, port=port, storage=storage)
     finally:
         server.should_exit = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -436,3 +437,19 @@ async def test_inviting_to_an_unknown_interview_is_a_storage_error(
         await storage.invite(
             InterviewId("missing"), [Invitee(fresh("a"), "A", None)], NOW
         )
+
+
+async def test_instances_opening_a_fresh_sqlite_file_together_all_connect(
+    tmp_path: Path,
+) -> None:
+    for round_ in range(10):
+        url = f"sqlite:///{tmp_path}/fresh-{round_}.db"
+        await migrate(url)
+        pair = [DatabaseStorage(url) for _ in range(3)]
+        await asyncio.gather(*(storage.connect() for storage in pair))
+        try:
+            mode = await pair[0].database.fetch_val("PRAGMA journal_mode")
+            assert str(mode).lower() == "wal"
+        finally:
+            for storage in pair:
+                await storage.disconnect()

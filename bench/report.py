@@ -1,0 +1,222 @@
+"""Merging the workers' samples into the report, and printing it."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from bench.stats import merge_counts, per_socket_kb, percentile, summarize
+
+if TYPE_CHECKING:
+    from bench.run import RunOptions
+
+MISSED_TICKS_TOLERANCE = 0.001  # of the expected ticks
+
+
+def build_report(
+    options: RunOptions,
+    *,
+    results: list[dict[str, Any]],
+    connected: dict[int, int],
+    window: tuple[int, int],
+    connect_s: float,
+    server: dict[str, Any],
+    generator_cpu: list[float],
+) -> dict[str, Any]:
+    def joined(key: str) -> list[float]:
+        return [value for result in results for value in result[key]]
+
+    def total(key: str) -> int:
+        return sum(int(result[key]) for result in results)
+
+    def counts(key: str) -> dict[str, int]:
+        return merge_counts(result[key] for result in results)
+
+    opened = sum(connected.values())
+    expected, received = total("ticks_expected"), total("ticks_received")
+    rss_before, rss_after = server.get("rss_before_kb"), server.get("rss_after_kb")
+    kb_per_socket = None
+    if rss_before is not None and rss_after is not None:
+        kb_per_socket = per_socket_kb(rss_before, rss_after, opened)
+    tick_ms = next(
+        (r["hello_tick_ms"] for r in results if r["hello_tick_ms"]), options.tick_ms
+    )
+    report: dict[str, Any] = {
+        "sockets": options.sockets,
+        "procs": options.procs,
+        "compression": options.compression or "none",
+        "tick_ms": tick_ms,
+        "connect": {
+            "opened": opened,
+            "rate_per_s": options.connect_rate,
+            "duration_s": round(connect_s, 2),
+            "setup_ms": summarize(joined("setup_ms")).as_dict(),
+            "failures": counts("setup_failures"),
+        },
+        "window": {
+            "warmup_s": options.warmup_s,
+            "measure_s": options.measure_s,
+            "start_ms": window[0],
+            "end_ms": window[1],
+        },
+        "ticks": {
+            "expected": expected,
+            "received": received,
+            "missed": max(0, expected - received),
+            "extra": max(0, received - expected),
+            "duplicate": total("ticks_duplicate"),
+            "stale": total("ticks_stale"),
+            "client_lateness_ms": summarize(joined("client_late")).as_dict(),
+            "server_lateness_ms": summarize(joined("server_late")).as_dict(),
+        },
+        "answers": {
+            "rate_per_s": options.answers_per_s,
+            "sent": total("answers_sent"),
+            "ack_ms": summarize(joined("answer_ms")).as_dict(),
+            "status": counts("answer_status"),
+            "errors": counts("answer_errors"),
+            "unacknowledged": total("answers_unacked"),
+        },
+        "reconnects": {
+            "sample": min(options.reconnects, options.sockets),
+            "state_ms": summarize(joined("reconnect_ms")).as_dict(),
+            "failures": counts("reconnect_failures"),
+            "takeovers": total("reconnect_takeovers"),
+        },
+        "server": {
+            **server,
+            "kb_per_socket": kb_per_socket,
+        },
+        "load_generator": {
+            "cpu_percent_per_proc": [round(cpu, 1) for cpu in generator_cpu],
+            "loop_lag_ms": summarize(joined("loop_lag_ms")).as_dict(),
+        },
+        "unexpected_closes": counts("close_codes"),
+        "error_codes": counts("error_codes"),
+        "other_frames": counts("frames_other"),
+    }
+    report["problems"] = problems(report)
+    return report
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+    """What makes a run a failure, whatever its latencies."""
+    found: list[str] = []
+    connect, ticks = report["connect"], report["ticks"]
+    if connect["opened"] < report["sockets"]:
+        found.append(
+            f"only {connect['opened']} of {report['sockets']} sockets attached "
+            f"({connect['failures']})"
+        )
+    if ticks["expected"] == 0:
+        found.append("no tick was due in the window")
+    elif ticks["missed"] > ticks["expected"] * MISSED_TICKS_TOLERANCE:
+        found.append(f"{ticks['missed']} of {ticks['expected']} ticks missed")
+    if ticks["duplicate"]:
+        found.append(f"{ticks['duplicate']} duplicate ticks")
+    if report["unexpected_closes"]:
+        found.append(f"unexpected closes: {report['unexpected_closes']}")
+    answers = report["answers"]
+    if answers["errors"] or answers["unacknowledged"]:
+        found.append(
+            f"answers: errors {answers['errors']}, "
+            f"{answers['unacknowledged']} unacknowledged"
+        )
+    if report["reconnects"]["failures"]:
+        found.append(f"reconnect failures: {report['reconnects']['failures']}")
+    return found
+
+
+def progress_line(
+    *,
+    elapsed_s: float,
+    phase: str,
+    sockets: int,
+    progress: list[dict[str, Any]],
+    recent: list[float],
+    server_cpu: float | None,
+) -> str:
+    opened = sum(int(p["open"]) for p in progress)
+    ticks = sum(int(p["ticks"]) for p in progress)
+    answers = sum(int(p["answers"]) for p in progress)
+    p99 = percentile(recent, 99)
+    return (
+        f"[{elapsed_s:6.1f}s] {phase:<10} open {opened:>6}/{sockets:<6} "
+        f"ticks {ticks:>9,}  p99(5s) {_ms(p99):>9}  answers {answers:>6}  "
+        f"server cpu {_pct(server_cpu)}"
+    )
+
+
+def format_report(report: dict[str, Any]) -> str:
+    connect, window, ticks = report["connect"], report["window"], report["ticks"]
+    answers, reconnects, server = (
+        report["answers"],
+        report["reconnects"],
+        report["server"],
+    )
+    generator = report["load_generator"]
+    rss_before, rss_after = server.get("rss_before_kb"), server.get("rss_after_kb")
+    lines = [
+        "",
+        f"== bench: {report['sockets']} sockets, {report['procs']} client process(es), "
+        f"compression {report['compression']}, tick {report['tick_ms']} ms ==",
+        f"connect      {connect['opened']} attached in {connect['duration_s']} s "
+        f"(at most {connect['rate_per_s']:g}/s); connect-to-state "
+        f"{_series(connect['setup_ms'])}; failures {connect['failures'] or 'none'}",
+        f"window       warm-up {window['warmup_s']:g} s, then "
+        f"{window['measure_s']:g} s measured",
+        f"ticks        expected {ticks['expected']:,}, received {ticks['received']:,}, "
+        f"missed {ticks['missed']:,}, extra {ticks['extra']:,}, "
+        f"duplicate {ticks['duplicate']}, previous question after its answer "
+        f"{ticks['stale']}",
+        f"lateness     at client {_series(ticks['client_lateness_ms'], True)}",
+        f"             at server {_series(ticks['server_lateness_ms'], True)}",
+        f"answer ack   {_series(answers['ack_ms'])} ({answers['sent']} sent at "
+        f"{answers['rate_per_s']:g}/s; {answers['status'] or 'no acks'}; errors "
+        f"{answers['errors'] or 'none'}; unacknowledged {answers['unacknowledged']})",
+        f"reconnect    to state {_series(reconnects['state_ms'])} (sample "
+        f"{reconnects['sample']}; takeovers {reconnects['takeovers']}; failures "
+        f"{reconnects['failures'] or 'none'})",
+        f"server       cpu {_pct(server.get('cpu_percent'))} of one core over the "
+        f"window; rss {_mb(rss_before)} before, {_mb(rss_after)} with the sockets, "
+        f"{_kb(server.get('kb_per_socket'))} per socket",
+        f"load gen     cpu per process {generator['cpu_percent_per_proc']} %; event "
+        f"loop lag {_series(generator['loop_lag_ms'], True)}",
+        f"closes       unexpected {report['unexpected_closes'] or 'none'}; other "
+        f"errors {report['error_codes'] or 'none'}; other frames "
+        f"{report['other_frames'] or 'none'}",
+    ]
+    if "exit_code" in server:
+        lines.append(f"server exit  {server['exit_code']}")
+    if report["problems"]:
+        lines.append("PROBLEMS     " + "; ".join(report["problems"]))
+    else:
+        lines.append("result       ok")
+    return "\n".join(lines)
+
+
+def _series(summary: dict[str, Any], with_max: bool = False) -> str:
+    if not summary["count"]:
+        return "no samples"
+    text = f"p50 {_ms(summary['p50'])} p99 {_ms(summary['p99'])}"
+    if with_max:
+        text += f" max {_ms(summary['max'])}"
+    return f"{text} (n={summary['count']:,})"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def _pct(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "n/a"
+    return f"{value:.0f}%"
+
+
+def _mb(kb: int | None) -> str:
+    return "n/a" if kb is None else f"{kb / 1024:.1f} MB"
+
+
+def _kb(kb: float | None) -> str:
+    return "n/a" if kb is None else f"{kb:.1f} KB"
