@@ -353,8 +353,9 @@ class CandidateProtocol:
 
     def tick(self, now: Millis) -> str | None:
         """The ``tick`` frame to send now, if attached to an attempt in progress."""
-        # Attached means in progress: finishing closes, abandoning detaches.
-        if self.phase is not Phase.ATTACHED or self.attempt is None:
+        # Attached means in progress: finishing closes, abandoning detaches. While a
+        # write is in flight the question may be about to change: skip the tick.
+        if self.phase is not Phase.ATTACHED or self.attempt is None or self.busy:
             return None
         return frames.tick(self.attempt, now)
 

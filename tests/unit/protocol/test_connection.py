@@ -1548,6 +1548,17 @@ def test_tick_never_reports_negative_remaining_time() -> None:
     assert text is not None and json.loads(text)["remaining_ms"] == 0
 
 
+def test_there_is_no_tick_while_an_answer_is_being_stored() -> None:
+    shell = attached()
+    shell.protocol.receive_text(json.dumps(answer(0, "b")), T0 + 1_000)
+    assert shell.protocol.busy
+
+    assert shell.protocol.tick(T0 + 1_500) is None
+    shell.protocol.receive_persisted(T0 + 1_000)
+    text = shell.protocol.tick(T0 + 2_000)
+    assert text is not None and json.loads(text)["question_index"] == 1
+
+
 def test_there_is_no_tick_before_attaching() -> None:
     assert connect().protocol.tick(T0) is None
     assert authenticated().protocol.tick(T0) is None
