@@ -17,14 +17,19 @@ $(STAMP): requirements/dev.txt pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# Debian packages the sandbox needs (bubblewrap runs candidates' code); installed once.
+# Debian packages: bubblewrap runs candidates' code in the sandbox; redis-server lets
+# the Redis tests start a private server when REDIS_URL is unset. Installed once.
 system-deps:
-	@command -v bwrap >/dev/null || { \
-	  echo "installing bubblewrap (code sandbox) with apt-get"; \
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing with apt-get"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
-run: $(STAMP)
+run: system-deps $(STAMP)
 	$(BIN)/interview-server demo --host $(HOST) --port $(PORT)
 
 test: system-deps lint types

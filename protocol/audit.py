@@ -22,6 +22,8 @@ class AuditKind(enum.StrEnum):
     SIGNAL = "signal"
     ABANDONED = "abandoned"
     COMPLETED = "completed"
+    SCORE_OVERRIDDEN = "score_overridden"
+    REEVALUATED = "reevaluated"
 
 
 @dataclass(frozen=True, slots=True)

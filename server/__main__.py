@@ -110,7 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_address(demo)
     demo.set_defaults(command=_demo)
     commands.add_parser(
-        "worker", help="run a background grading worker (not available yet)"
+        "worker", help="run a grading worker (with REDIS_URL; else serve grades)"
     ).set_defaults(command=_worker)
     return parser
 
@@ -334,12 +334,19 @@ def _display_host(host: str) -> str:
 
 
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
-    print(
-        "interview-server worker: background grading arrives with the grading work; "
-        "nothing to run yet",
-        file=sys.stderr,
-    )
-    return EXIT_USAGE
+    if not settings.redis_url:
+        print(
+            "interview-server worker: REDIS_URL is not set, so grading runs inside "
+            "`interview-server serve`; set REDIS_URL (the same for serve and every "
+            "worker) to grade in separate worker processes",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    # Imported here so that token, import and migrate work without taskiq.
+    from server import worker
+
+    worker.main(settings)
+    return EXIT_OK
 
 
 # -- helpers --------------------------------------------------------------------------

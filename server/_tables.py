@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # storage imports this module
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 IN_PROGRESS = sa.text("status = 'in_progress'")
+COMPLETED = sa.text("status = 'completed'")
+PENDING = sa.text("evaluation_status = 'pending'")
 
 metadata = sa.MetaData()
 
@@ -101,8 +103,21 @@ sessions = sa.Table(
     sa.Column("summary", sa.Text, nullable=True),
     sa.Column("recommendation", sa.Text, nullable=True),
     sa.Column("evaluated_at", sa.BigInteger, nullable=True),
+    # Migration 0002: the summary's provenance and its job (server/results.py).
+    sa.Column("summary_model", sa.Text, nullable=True),
+    sa.Column("summary_prompt_version", sa.Text, nullable=True),
+    sa.Column("summary_raw", sa.Text, nullable=True),
+    sa.Column("summary_enqueued_at", sa.BigInteger, nullable=True),
+    sa.Column("summary_retry_at", sa.BigInteger, nullable=True),
+    sa.Column("summary_attempts", sa.Integer, nullable=False, server_default="0"),
     sa.UniqueConstraint(
         "interview_id", "candidate_id", "number", name="uq_sessions_number"
+    ),
+    sa.Index(
+        "ix_sessions_completed",
+        "completed_at",
+        sqlite_where=COMPLETED,
+        postgresql_where=COMPLETED,
     ),
     sa.Index(
         "ux_sessions_in_progress",
@@ -132,7 +147,25 @@ answers = sa.Table(
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("feedback", sa.Text, nullable=True),
     sa.Column("evaluated_at", sa.BigInteger, nullable=True),
+    # Migration 0002: grading records, the job's bookkeeping, a recruiter's override.
+    sa.Column("model", sa.Text, nullable=True),
+    sa.Column("prompt_version", sa.Text, nullable=True),
+    sa.Column("raw_judgement", sa.Text, nullable=True),
+    sa.Column("review_reason", sa.Text, nullable=True),
+    sa.Column("grading_attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("enqueued_at", sa.BigInteger, nullable=True),
+    sa.Column("retry_at", sa.BigInteger, nullable=True),
+    sa.Column("override_score", sa.Float, nullable=True),
+    sa.Column("override_note", sa.Text, nullable=True),
+    sa.Column("overridden_by", sa.Text, nullable=True),
+    sa.Column("overridden_at", sa.BigInteger, nullable=True),
     sa.UniqueConstraint("session_id", "question_index", name="uq_answers_question"),
+    sa.Index(
+        "ix_answers_pending",
+        "enqueued_at",
+        sqlite_where=PENDING,
+        postgresql_where=PENDING,
+    ),
 )
 
 drafts = sa.Table(

@@ -16,19 +16,21 @@ from collections.abc import AsyncIterator, Callable
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
-from taskiq import InMemoryBroker
 
+from evaluators.grade import Grader
 from protocol.ids import Millis
-from server.bus import EventBus, InProcessBus
+from server.bus import EventBus, InProcessBus, RedisBus
 from server.candidate import candidate_endpoint
 from server.http import routes
-from server.lock import InProcessLock, SessionLock
+from server.lock import InProcessLock, RedisLock, SessionLock
 from server.metrics import Metrics
+from server.redis_client import RedisClient
 from server.scheduler import Scheduler
 from server.services import Services
 from server.settings import Settings
-from server.storage import DatabaseStorage, Storage
+from server.storage import DatabaseStorage
 from server.sweeper import Sweeper
+from server.worker import Grading
 
 logger = logging.getLogger(__name__)
 
@@ -41,25 +43,43 @@ def wall_clock() -> Millis:
 def create_app(
     settings: Settings,
     *,
-    storage: Storage | None = None,
+    storage: DatabaseStorage | None = None,
     lock: SessionLock | None = None,
     bus: EventBus | None = None,
     clock: Callable[[], Millis] = wall_clock,
+    grader: Grader | None = None,
 ) -> Starlette:
     storage = storage or DatabaseStorage(
         settings.database_url, pool_max=settings.db_pool_max
     )
-    lock = lock or InProcessLock()
-    bus = bus or InProcessBus()
-    broker = InMemoryBroker()
+    # With REDIS_URL, locks and news are shared by every instance (PRODUCT.md 2).
+    redis = (
+        RedisClient(settings.redis_url, prefix=settings.redis_prefix)
+        if settings.redis_url
+        else None
+    )
+    lock = lock or (RedisLock(redis) if redis else InProcessLock())
+    bus = bus or (RedisBus(redis) if redis else InProcessBus())
+    # Grading (issue 4): in this process, or by workers when REDIS_URL is set.
+    grading = Grading(settings, storage, bus, clock, grader=grader)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await storage.connect()
-        await broker.startup()
+        if redis is not None:
+            await redis.start()
+        await grading.start()
+        requeuing = asyncio.create_task(grading.requeue_forever(), name="requeue")
+        recorded = grading.service.answers_recorded
         scheduler = Scheduler(clock)
-        sweeper = Sweeper(storage, bus, clock, interval_ms=settings.sweep_interval_ms)
+        sweeper = Sweeper(
+            storage,
+            bus,
+            clock,
+            interval_ms=settings.sweep_interval_ms,
+            recorded=recorded,
+        )
         sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
         app.state.services = Services(
             settings=settings,
@@ -69,17 +89,21 @@ def create_app(
             scheduler=scheduler,
             clock=clock,
             metrics=metrics,
+            answers_recorded=recorded,
         )
         app.state.sweeper = sweeper
         logger.info("serving; database %s", _redacted(settings.database_url))
         try:
             yield
         finally:
-            sweeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
+            for task in (sweeping, requeuing):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             scheduler.close()
-            await broker.shutdown()
+            await grading.stop()
+            if redis is not None:
+                await redis.close()
             await storage.disconnect()
 
     app = Starlette(
@@ -89,14 +113,11 @@ def create_app(
     app.state.settings = settings
     app.state.storage = storage
     app.state.clock = clock
-    app.state.broker_ready = _always_ready
+    app.state.broker_ready = grading.queue.ready
+    app.state.grading = grading.service
+    app.state.redis_ready = redis.ping if redis else None
     app.state.metrics_registry = metrics.registry
     return app
-
-
-async def _always_ready() -> bool:
-    # The in-process broker cannot be unreachable; the Redis broker will check.
-    return True
 
 
 def _redacted(url: str) -> str:

@@ -7,11 +7,15 @@ its own news.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
-from protocol.ids import SessionId
+from protocol.ids import InterviewId, Millis, SessionId
+from server.redis_client import REDIS_FAILURES, RedisClient, escape_pattern
 
 logger = logging.getLogger(__name__)
 
@@ -23,10 +27,33 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class InterviewEvent:
+    """News for recruiters watching an interview (PROTOCOL.md 2, ``event``), such as
+    ``answer_evaluated``, ``evaluated`` or ``score_overridden``."""
+
+    session_id: SessionId
+    kind: str
+    at: Millis
+    data: Mapping[str, object]
+
+
+EventListener = Callable[[InterviewEvent], None]
+"""Called (without awaiting) with each event of the interview subscribed to."""
+
+
 class EventBus(Protocol):
     async def publish(self, session_id: SessionId, origin: str) -> None: ...
 
     def subscribe(self, session_id: SessionId, listener: Listener) -> Subscription: ...
+
+    async def publish_event(
+        self, interview_id: InterviewId, event: InterviewEvent
+    ) -> None: ...
+
+    def subscribe_events(
+        self, interview_id: InterviewId, listener: EventListener
+    ) -> Subscription: ...
 
 
 class _InProcessSubscription:
@@ -43,18 +70,60 @@ class _InProcessSubscription:
         self.bus._remove(self)
 
 
+class _EventSubscription:
+    __slots__ = ("listeners", "listener")
+
+    def __init__(
+        self, listeners: list[_EventSubscription], listener: EventListener
+    ) -> None:
+        self.listeners = listeners
+        self.listener = listener
+
+    def close(self) -> None:
+        if self in self.listeners:
+            self.listeners.remove(self)
+
+
 class InProcessBus:
     """The embedded default: publishers and listeners share this process."""
 
     def __init__(self) -> None:
         self._listeners: dict[SessionId, list[_InProcessSubscription]] = {}
+        self._event_listeners: dict[InterviewId, list[_EventSubscription]] = {}
+
+    async def publish_event(
+        self, interview_id: InterviewId, event: InterviewEvent
+    ) -> None:
+        self.deliver_event(interview_id, event)
+
+    def deliver_event(self, interview_id: InterviewId, event: InterviewEvent) -> None:
+        for subscription in list(self._event_listeners.get(interview_id, ())):
+            try:
+                subscription.listener(event)
+            except Exception:  # one listener must not keep news from the others
+                logger.exception("interview event listener failed")
+
+    def subscribe_events(
+        self, interview_id: InterviewId, listener: EventListener
+    ) -> Subscription:
+        listeners = self._event_listeners.setdefault(interview_id, [])
+        subscription = _EventSubscription(listeners, listener)
+        listeners.append(subscription)
+        return subscription
 
     async def publish(self, session_id: SessionId, origin: str) -> None:
+        self.deliver(session_id, origin)
+
+    def deliver(self, session_id: SessionId, origin: str) -> None:
         for subscription in list(self._listeners.get(session_id, ())):
             try:
                 subscription.listener(origin)
             except Exception:  # one listener must not keep news from the others
                 logger.exception("bus listener failed")
+
+    def sessions(self) -> list[SessionId]:
+        """The attempts with a listener here."""
+        return list(self._listeners)
 
     def subscribe(self, session_id: SessionId, listener: Listener) -> Subscription:
         subscription = _InProcessSubscription(self, session_id, listener)
@@ -67,3 +136,85 @@ class InProcessBus:
             listeners.remove(subscription)
         if not listeners:
             self._listeners.pop(subscription.session_id, None)
+
+
+# -- Redis: news reaches the listeners on every instance -------------------------------
+
+RECONNECTED = "redis-reconnected"
+"""The ``origin`` of the news a :class:`RedisBus` gives every listener when Redis comes
+back: whatever was published meanwhile was lost, so everyone reloads."""
+PUBLISH_TIMEOUT_S = 1.0
+
+
+class RedisBus:
+    """Publishes on ``<prefix>session:<id>`` (and interview events on
+    ``<prefix>events:<id>``); one subscriber connection per process, two patterns.
+
+    Local listeners hear the news at once, without Redis; other instances hear it
+    through Redis. A publish while Redis is down is logged and dropped (the change is
+    already stored; readers find it when they reload), and every listener is told to
+    reload once Redis is back.
+    """
+
+    def __init__(self, client: RedisClient) -> None:
+        self.client = client
+        self._local = InProcessBus()
+        client.listen_pattern(escape_pattern(self._channel("")) + "*", self._on_message)
+        client.listen_pattern(escape_pattern(self._events("")) + "*", self._on_event)
+        client.on_reconnect(self._reload_everyone)
+
+    def _channel(self, session_id: str) -> str:
+        return self.client.key("session", session_id)
+
+    async def publish(self, session_id: SessionId, origin: str) -> None:
+        await self._local.publish(session_id, origin)
+        message = json.dumps([self.client.instance, origin])
+        await self._send(self._channel(session_id), message)
+
+    def subscribe(self, session_id: SessionId, listener: Listener) -> Subscription:
+        return self._local.subscribe(session_id, listener)
+
+    async def publish_event(
+        self, interview_id: InterviewId, event: InterviewEvent
+    ) -> None:
+        """Like :meth:`publish`, on ``<prefix>events:<interview id>``; a worker process
+        publishes here for the monitors on every server instance."""
+        await self._local.publish_event(interview_id, event)
+        fields = [event.session_id, event.kind, event.at, dict(event.data)]
+        message = json.dumps([self.client.instance, *fields], default=str)
+        await self._send(self._events(interview_id), message)
+
+    def subscribe_events(
+        self, interview_id: InterviewId, listener: EventListener
+    ) -> Subscription:
+        return self._local.subscribe_events(interview_id, listener)
+
+    def _events(self, interview_id: str) -> str:
+        return self.client.key("events", interview_id)
+
+    async def _send(self, channel: str, message: str) -> None:
+        if self.client.down:
+            logger.debug("redis down; %s stays in this instance", channel)
+            return
+        try:
+            async with asyncio.timeout(PUBLISH_TIMEOUT_S):
+                await self.client.redis.publish(channel, message)
+        except REDIS_FAILURES as exc:
+            logger.warning("could not publish on %s: %r", channel, exc)
+
+    def _on_message(self, channel: str, data: str) -> None:
+        instance, origin = json.loads(data)
+        if instance != self.client.instance:  # local listeners already heard it
+            session_id = SessionId(channel.removeprefix(self._channel("")))
+            self._local.deliver(session_id, origin)
+
+    def _on_event(self, channel: str, data: str) -> None:
+        instance, session_id, kind, at, fields = json.loads(data)
+        if instance != self.client.instance:
+            interview_id = InterviewId(channel.removeprefix(self._events("")))
+            event = InterviewEvent(SessionId(session_id), kind, at, fields)
+            self._local.deliver_event(interview_id, event)
+
+    def _reload_everyone(self) -> None:
+        for session_id in self._local.sessions():
+            self._local.deliver(session_id, RECONNECTED)

@@ -2,9 +2,9 @@
 
 Handlers read their dependencies from ``request.app.state``, which ``create_app``
 sets: ``settings`` (:class:`Settings`), ``storage`` (:class:`Storage`), ``clock``
-(epoch milliseconds), ``broker_ready`` (an async check, or None) and optionally
-``metrics_registry``. Every error is a JSON object ``{"error": code, "message": ...}``;
-no traceback ever reaches a client.
+(epoch milliseconds), ``broker_ready`` and ``redis_ready`` (async checks, or None)
+and optionally ``metrics_registry``. Every error is a JSON object
+``{"error": code, "message": ...}``; no traceback ever reaches a client.
 """
 
 from __future__ import annotations
@@ -275,6 +275,11 @@ async def readyz(request: Request) -> Response:
     )
     if broker_ready is not None:
         checks["broker"] = await _check(broker_ready(), "broker")
+    redis_ready: Callable[[], Awaitable[bool]] | None = getattr(
+        request.app.state, "redis_ready", None
+    )
+    if redis_ready is not None:
+        checks["redis"] = await _check(redis_ready(), "redis")
     ready = all(checks.values())
     body = {
         "status": "ok" if ready else "unavailable",
@@ -316,6 +321,9 @@ async def metrics(request: Request) -> Response:
 
 
 def routes() -> list[BaseRoute]:
+    # Imported here: the results API builds on this module's helpers.
+    from server.results_http import results_routes
+
     return [
         Route("/api/interviews", create_interview, methods=["POST"]),
         Route("/api/interviews", list_interviews, methods=["GET"]),
@@ -327,4 +335,5 @@ def routes() -> list[BaseRoute]:
         Route("/readyz", readyz, methods=["GET"]),
         Route("/protocol.schema.json", protocol_schema, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
+        *results_routes(),
     ]

@@ -47,6 +47,9 @@ class SettingsError(ValueError):
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
     redis_url: str | None = None
+    # Every Redis key and channel starts with it: instances sharing one prefix
+    # coordinate with each other, and nothing else.
+    redis_prefix: str = "interview:"
     jwt_secret: Secret = Secret(DEV_JWT_SECRET)
     tick_interval_ms: int = 1000
     default_grace_ms: int = 2000
@@ -98,6 +101,7 @@ class Settings:
         return cls(
             database_url=database_url,
             redis_url=env.get("REDIS_URL", _redis_url, None),
+            redis_prefix=env.get("REDIS_PREFIX", str, "interview:"),
             jwt_secret=_jwt_secret(env, database_url),
             tick_interval_ms=env.get("TICK_INTERVAL_MS", _positive_int, 1000),
             default_grace_ms=env.get("GRACE_MS", _non_negative_int, 2000),

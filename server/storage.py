@@ -49,6 +49,7 @@ from protocol.attempt import (
 from protocol.audit import AuditEntry
 from protocol.definition import InterviewDefinition, Settings
 from protocol.ids import InterviewId, Millis, SessionId, UserId
+from server import _compiled as compiled_statements
 from server._sqlite import reuse_connections
 from server._tables import (
     SESSION_WITH_DRAFT,
@@ -321,6 +322,7 @@ class DatabaseStorage:
             if self._sqlite
             else {"min_size": pool_min, "max_size": pool_max}
         )
+        compiled_statements.install()
         self._database = Database(url, **options)
         self._write_lock = asyncio.Lock() if self._sqlite else None
         self._sqlite_pool = reuse_connections(self._database) if self._sqlite else None

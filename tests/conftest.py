@@ -7,6 +7,11 @@ the tests rather than skipping them. The schema is migrated once per run into a
 template that each test copies (a file copy, or ``CREATE DATABASE ... TEMPLATE``).
 
 ``storage`` is a connected :class:`server.storage.DatabaseStorage` on that database.
+
+``redis_url`` is ``REDIS_URL`` when set (unreachable fails the tests), else a private
+``redis-server`` started for the run on a free port (skipped when the binary is
+missing, failed under ``CI``); ``redis_prefix`` is a fresh key prefix per test, so
+tests sharing one Redis never see each other's keys.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
+import socket
+import subprocess
+import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -111,3 +120,90 @@ async def storage(database_url: str) -> AsyncIterator[DatabaseStorage]:
         yield connected
     finally:
         await connected.disconnect()
+
+
+# -- Redis ----------------------------------------------------------------------------
+
+REDIS_START_S = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class RedisServer:
+    """A throwaway ``redis-server`` on ``port`` that a test may stop and start."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--daemonize", "no"]
+        self._process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + REDIS_START_S
+        while not redis_answers(self.url):
+            assert self._process.poll() is None, "redis-server exited at start"
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.01)
+
+    def freeze(self) -> None:
+        """SIGSTOP: connections stay open and nothing answers (a hung server)."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        """SIGKILL, like a crash: nothing is saved."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=REDIS_START_S)
+        self._process = None
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    configured = os.environ.get("REDIS_URL")
+    if configured:
+        if not redis_answers(configured):
+            pytest.fail(f"REDIS_URL={configured} does not answer")
+        yield configured
+        return
+    if shutil.which("redis-server") is None:
+        message = "no REDIS_URL and no redis-server on PATH"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = RedisServer(free_port())
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}:"

@@ -1,0 +1,201 @@
+"""What :mod:`server.results` returns, and how its rows become those values (no I/O).
+
+Recruiters see both scores of an answer: the model's (``model_score``) and their own
+correction (``override_score``); ``score`` is the effective one, the override when set.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from databases.interfaces import Record
+
+from evaluators.grade import QuestionResult
+from protocol.definition import QuestionDef
+from protocol.ids import InterviewId, SessionId
+
+PENDING = "pending"
+EVALUATED = "evaluated"
+NEEDS_REVIEW = "needs_review"
+
+
+@dataclass(frozen=True, slots=True)
+class GradingJob:
+    """What grading one answer needs, keys included."""
+
+    session_id: SessionId
+    interview_id: InterviewId
+    index: int
+    question: QuestionDef
+    answer: str
+    time_expired: bool
+    status: str
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryJob:
+    """What summarising an attempt needs: structured results, never answer text."""
+
+    session_id: SessionId
+    interview_id: InterviewId
+    title: str
+    status: str
+    has_summary: bool
+    attempts: int
+    results: tuple[QuestionResult, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """An attempt's score, computed from the effective scores of its answers."""
+
+    final_score: float
+    max_score: float
+    percentage: float
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSummary:
+    """One attempt in an interview's list: no answers."""
+
+    id: str
+    interview_id: str
+    candidate_id: str
+    candidate_name: str
+    number: int
+    status: str
+    question_index: int
+    question_count: int
+    started_at: int
+    completed_at: int | None
+    final_score: float | None
+    max_score: float | None
+    percentage: float | None
+    recommendation: str | None
+    evaluated_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """One answer with its grading record and any override."""
+
+    question_index: int
+    type: str
+    text: str
+    points: float
+    answer: str
+    submitted_at: int
+    time_taken_ms: int
+    time_expired: bool
+    had_draft: bool
+    evaluation_status: str
+    score: float | None
+    model_score: float | None
+    feedback: Mapping[str, object] | None
+    model: str | None
+    prompt_version: str | None
+    raw_judgement: str | None
+    review_reason: str | None
+    grading_attempts: int
+    evaluated_at: int | None
+    override_score: float | None
+    override_note: str | None
+    overridden_by: str | None
+    overridden_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditLine:
+    """An audit entry as stored; ``kind`` is a string, grading kinds included."""
+
+    at: int
+    actor: str
+    kind: str
+    data: Mapping[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDetail:
+    session: SessionSummary
+    summary: str | None
+    summary_model: str | None
+    summary_prompt_version: str | None
+    summary_raw: str | None
+    answers: tuple[AnswerRecord, ...]
+    audit: tuple[AuditLine, ...]
+
+
+def effective_score(row: Record) -> float | None:
+    override: float | None = row["override_score"]
+    return row["score"] if override is None else override
+
+
+def session_summary(row: Record) -> SessionSummary:
+    return SessionSummary(
+        id=row["id"],
+        interview_id=row["interview_id"],
+        candidate_id=row["candidate_id"],
+        candidate_name=row["candidate_name"],
+        number=row["number"],
+        status=row["status"],
+        question_index=row["question_index"],
+        question_count=row["question_count"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        final_score=row["final_score"],
+        max_score=row["max_score"],
+        percentage=row["percentage"],
+        recommendation=row["recommendation"],
+        evaluated_at=row["evaluated_at"],
+    )
+
+
+def answer_record(row: Record, question: QuestionDef) -> AnswerRecord:
+    feedback = row["feedback"]
+    return AnswerRecord(
+        question_index=row["question_index"],
+        type=question.type,
+        text=question.text,
+        points=question.points,
+        answer=row["text"],
+        submitted_at=row["submitted_at"],
+        time_taken_ms=row["time_taken_ms"],
+        time_expired=bool(row["time_expired"]),
+        had_draft=bool(row["had_draft"]),
+        evaluation_status=row["evaluation_status"],
+        score=effective_score(row),
+        model_score=row["score"],
+        feedback=None if feedback is None else json.loads(feedback),
+        model=row["model"],
+        prompt_version=row["prompt_version"],
+        raw_judgement=row["raw_judgement"],
+        review_reason=row["review_reason"],
+        grading_attempts=row["grading_attempts"],
+        evaluated_at=row["evaluated_at"],
+        override_score=row["override_score"],
+        override_note=row["override_note"],
+        overridden_by=row["overridden_by"],
+        overridden_at=row["overridden_at"],
+    )
+
+
+def audit_line(row: Record) -> AuditLine:
+    return AuditLine(
+        at=row["at"], actor=row["actor"], kind=row["kind"], data=json.loads(row["data"])
+    )
+
+
+def question_result(row: Record, question: QuestionDef) -> QuestionResult:
+    """What the summary model sees of an answer: its effective score, never its text."""
+    return QuestionResult(
+        index=row["question_index"],
+        type=question.type,
+        difficulty=question.difficulty,
+        points=question.points,
+        score=effective_score(row) or 0.0,
+        status=row["evaluation_status"],
+        time_expired=bool(row["time_expired"]),
+    )

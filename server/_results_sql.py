@@ -1,0 +1,151 @@
+"""Conditions and statements :mod:`server.results` runs (SQLAlchemy Core).
+
+The conditions are the guards of its docstring: a job is *due* when it has no live
+job (never enqueued, or enqueued longer ago than ``stale_ms``) and no retry waiting;
+an attempt is *ready to summarise* when it is completed, has no summary and no
+pending answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+import sqlalchemy as sa
+from databases.core import Connection
+from databases.interfaces import Record
+
+from protocol.attempt import Status
+from protocol.ids import Millis, SessionId
+from server._results_rows import PENDING, Totals
+from server._tables import answers, audit_log, sessions
+
+UNGRADED = dict.fromkeys(
+    (
+        *("score", "feedback", "model", "prompt_version", "raw_judgement"),
+        *("review_reason", "evaluated_at", "enqueued_at", "retry_at"),
+    )
+)
+"""The grading columns re-evaluation clears (overrides are kept)."""
+
+UNSUMMARISED = dict.fromkeys(
+    (
+        *("summary", "recommendation", "summary_raw", "evaluated_at"),
+        *("summary_model", "summary_prompt_version"),
+        *("summary_enqueued_at", "summary_retry_at"),
+        *("final_score", "max_score", "percentage"),
+    )
+)
+
+READY_TO_SUMMARISE = (
+    sessions.c.status == Status.COMPLETED.value,
+    sessions.c.summary.is_(None),
+    ~sa.exists().where(
+        answers.c.session_id == sessions.c.id, answers.c.evaluation_status == PENDING
+    ),
+)
+
+EFFECTIVE_SCORE = sa.func.coalesce(answers.c.override_score, answers.c.score, 0.0)
+
+
+def json_text(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def answer_is(session_id: SessionId, index: int) -> tuple[sa.ColumnElement[bool], ...]:
+    return (answers.c.session_id == session_id, answers.c.question_index == index)
+
+
+def due(
+    enqueued: sa.ColumnElement[int | None],
+    retry: sa.ColumnElement[int | None],
+    now: Millis,
+    stale_ms: int,
+) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        sa.or_(enqueued.is_(None), enqueued < now - stale_ms),
+        sa.or_(retry.is_(None), retry <= now),
+    )
+
+
+def answer_due(now: Millis, stale_ms: int) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        answers.c.evaluation_status == PENDING,
+        due(answers.c.enqueued_at, answers.c.retry_at, now, stale_ms),
+    )
+
+
+def summary_due(now: Millis, stale_ms: int) -> sa.ColumnElement[bool]:
+    return sa.and_(
+        *READY_TO_SUMMARISE,
+        due(sessions.c.summary_enqueued_at, sessions.c.summary_retry_at, now, stale_ms),
+    )
+
+
+def session(session_id: SessionId) -> sa.Select[tuple[object, ...]]:
+    return sessions.select().where(sessions.c.id == session_id)
+
+
+def answers_of(session_id: SessionId) -> sa.Select[tuple[object, ...]]:
+    return (
+        answers.select()
+        .where(answers.c.session_id == session_id)
+        .order_by(answers.c.question_index)
+    )
+
+
+def audit_of(session_id: SessionId) -> sa.Select[tuple[object, ...]]:
+    return (
+        audit_log.select()
+        .where(audit_log.c.session_id == session_id)
+        .order_by(audit_log.c.id)
+    )
+
+
+async def hold_session(connection: Connection, session_id: SessionId) -> Record | None:
+    """The session row, held: a no-op write takes its lock on PostgreSQL and makes
+    the SQLite transaction a writer from its first statement (as storage.save_draft)."""
+    statement = (
+        sessions.update()
+        .where(sessions.c.id == session_id)
+        .values(owner_epoch=sessions.c.owner_epoch)
+        .returning(sessions.c.interview_id, sessions.c.summary)
+    )
+    row: Record | None = await connection.fetch_one(statement)
+    return row
+
+
+async def write_totals(
+    connection: Connection, session_id: SessionId, maximum: float
+) -> Totals:
+    """Total (effective scores), maximum and percentage, computed from the answers."""
+    query = sa.select(sa.func.coalesce(sa.func.sum(EFFECTIVE_SCORE), 0.0)).where(
+        answers.c.session_id == session_id
+    )
+    total = float(await connection.fetch_val(query))
+    percentage = round(100 * total / maximum, 2) if maximum else 0.0
+    await connection.execute(
+        sessions.update()
+        .where(sessions.c.id == session_id)
+        .values(final_score=total, max_score=maximum, percentage=percentage)
+    )
+    return Totals(total, maximum, percentage)
+
+
+async def insert_audit_line(
+    connection: Connection,
+    session_id: SessionId,
+    *,
+    at: Millis,
+    actor: str,
+    kind: str,
+    data: Mapping[str, object],
+) -> None:
+    row = {
+        "session_id": session_id,
+        "at": at,
+        "actor": actor,
+        "kind": kind,
+        "data": json.dumps(dict(data), separators=(",", ":")),
+    }
+    await connection.execute(audit_log.insert().values(row))

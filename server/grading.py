@@ -1,0 +1,320 @@
+"""Grading answers and summarising attempts (PRODUCT.md section 5), as jobs.
+
+Every recorded answer gets a job (:meth:`GradingService.answers_recorded`); a job
+grades one answer (:meth:`GradingService.grade_answer`) and, when it finishes the last
+one of a completed attempt, summarises the attempt. The database says what is left to
+do, so a job may be lost, run twice or run late without harm:
+
+* a failed try is counted on the answer and retried with backoff by the periodic
+  :meth:`GradingService.requeue_pending`, which also re-enqueues every answer whose
+  job never ran (a crash between commit and enqueue, the broker down, a worker killed
+  mid-task; PRODUCT.md 6.5). Retries go through the database rather than the broker:
+  no schedule source is needed and a retry survives any process;
+* after ``max_attempts`` tries, or at once when the error is not retryable, the answer
+  goes to ``needs_review`` with the reason;
+* a summary the model cannot write after ``max_summary_attempts`` is computed by code
+  (recommendation by thresholds) and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
+from typing import Protocol
+
+from evaluators.errors import EvaluationError
+from evaluators.grade import Grader, QuestionResult, Recommendation, Summary
+from protocol.attempt import Status
+from protocol.ids import InterviewId, Millis, SessionId
+from server.bus import EventBus, InterviewEvent
+from server.results import (
+    EVALUATED,
+    NEEDS_REVIEW,
+    PENDING,
+    GradingJob,
+    ResultsStore,
+    SummaryJob,
+)
+from server.storage import StorageError
+
+logger = logging.getLogger(__name__)
+
+STALE_MS = 10 * 60 * 1000
+"""A job enqueued this long ago without a result is enqueued again: above the longest
+grading task (worker.TASK_TIMEOUT_S)."""
+MAX_ATTEMPTS = 4
+MAX_SUMMARY_ATTEMPTS = 3
+RETRY_BASE_MS = 5_000
+RETRY_CAP_MS = 5 * 60 * 1000
+MAX_REASON_CHARS = 500
+
+COMPUTED = "computed"
+COMPUTED_PROMPT = "thresholds-v1"
+THRESHOLDS = (
+    (85.0, Recommendation.STRONG_HIRE),
+    (70.0, Recommendation.HIRE),
+    (50.0, Recommendation.MAYBE),
+)
+"""Percentage from which each recommendation applies when code writes the summary."""
+
+
+class JobQueue(Protocol):
+    """Where jobs are sent (``server.worker.GradingQueue``)."""
+
+    async def grade(self, session_id: SessionId, index: int) -> None: ...
+    async def summarise(self, session_id: SessionId) -> None: ...
+
+
+def retry_delay_ms(attempts: int) -> Millis:
+    """Exponential backoff after ``attempts`` failed tries (1, 2, ...)."""
+    delay: int = RETRY_BASE_MS << max(attempts - 1, 0)
+    return min(delay, RETRY_CAP_MS)
+
+
+def reason_of(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS]
+
+
+def computed_summary(results: Sequence[QuestionResult], reason: str) -> Summary:
+    """The summary code writes when the model cannot: totals and a threshold."""
+    total = sum(result.score for result in results)
+    maximum = sum(result.points for result in results)
+    percentage = round(100 * total / maximum, 2) if maximum else 0.0
+    recommendation = next(
+        (choice for floor, choice in THRESHOLDS if percentage >= floor),
+        Recommendation.NO_HIRE,
+    )
+    review = sum(result.status == NEEDS_REVIEW for result in results)
+    expired = sum(result.time_expired for result in results)
+    text = (
+        f"Computed by the server, not written by a model ({reason}). "
+        f"Scored {total:g} of {maximum:g} ({percentage:.1f}%) over {len(results)} "
+        f"questions; {review} need review and {expired} ran out of time. "
+        f"Recommendation by score thresholds: {recommendation.value}."
+    )
+    return Summary(
+        total=total,
+        max_score=maximum,
+        percentage=percentage,
+        text=text,
+        recommendation=recommendation,
+        model=COMPUTED,
+        prompt_version=COMPUTED_PROMPT,
+    )
+
+
+class GradingService:
+    def __init__(
+        self,
+        results: ResultsStore,
+        grader: Grader,
+        bus: EventBus,
+        clock: Callable[[], Millis],
+        queue: JobQueue,
+        *,
+        stale_ms: int = STALE_MS,
+        max_attempts: int = MAX_ATTEMPTS,
+        max_summary_attempts: int = MAX_SUMMARY_ATTEMPTS,
+    ) -> None:
+        self.results = results
+        self.grader = grader
+        self.bus = bus
+        self.clock = clock
+        self.queue = queue
+        self.stale_ms = stale_ms
+        self.max_attempts = max_attempts
+        self.max_summary_attempts = max_summary_attempts
+
+    # -- enqueueing -------------------------------------------------------------------
+
+    async def answers_recorded(
+        self, session_id: SessionId, indexes: Sequence[int]
+    ) -> None:
+        """The :data:`server.sweeper.AnswersRecorded` hook: never raises (an answer
+        whose job is not sent stays pending and is found by :meth:`requeue_pending`)."""
+        try:
+            await self._enqueue(session_id, indexes)
+        except Exception as exc:
+            logger.warning("grading of %s not enqueued yet: %r", session_id, exc)
+
+    async def _enqueue(self, session_id: SessionId, indexes: Sequence[int]) -> int:
+        now = self.clock()
+        claimed = await self.results.mark_enqueued(
+            session_id, indexes, now, stale_ms=self.stale_ms
+        )
+        for index in claimed:
+            await self.queue.grade(session_id, index)
+        return len(claimed)
+
+    async def requeue_pending(self, *, stale_ms: int | None = None) -> int:
+        """Enqueue every job the database says is missing, stale or due for a retry;
+        returns how many. ``stale_ms=0`` also takes over jobs thought to be running
+        (at startup with the in-process broker, where none can be)."""
+        stale_ms = self.stale_ms if stale_ms is None else stale_ms
+        now = self.clock()
+        by_session: dict[SessionId, list[int]] = {}
+        for session_id, index in await self.results.due_answers(now, stale_ms=stale_ms):
+            by_session.setdefault(session_id, []).append(index)
+        sent = 0
+        for session_id, indexes in by_session.items():
+            claimed = await self.results.mark_enqueued(
+                session_id, indexes, now, stale_ms=stale_ms
+            )
+            for index in claimed:
+                await self.queue.grade(session_id, index)
+            sent += len(claimed)
+        for session_id in await self.results.due_summaries(now, stale_ms=stale_ms):
+            if await self.results.claim_summary(session_id, now, stale_ms=stale_ms):
+                await self.queue.summarise(session_id)
+                sent += 1
+        return sent
+
+    # -- one answer -------------------------------------------------------------------
+
+    async def grade_answer(self, session_id: SessionId, index: int) -> None:
+        """Grade one answer if it is still pending, then summarise if it was the last.
+
+        Raises:
+            StorageError: the database failed; the job is found again later.
+        """
+        job = await self.results.grading_job(session_id, index)
+        if job is None or job.status != PENDING:
+            return  # a finished job run again changes nothing
+        try:
+            grade = await self.grader.grade(job.question, job.answer)
+        except EvaluationError as exc:
+            finished = await self._failed(job, reason_of(exc), retryable=exc.retryable)
+        except StorageError:
+            raise
+        except Exception as exc:  # a grader's bug must not lose the answer
+            logger.exception("grader failed on %s question %d", session_id, index)
+            finished = await self._failed(job, reason_of(exc), retryable=True)
+        else:
+            now = self.clock()
+            if await self.results.store_grade(session_id, index, grade, now):
+                details = {"score": grade.score, "max_score": grade.max_score}
+                await self._answer_event(job, EVALUATED, now, details)
+            finished = True
+        if finished:
+            await self._summarise_if_done(session_id)
+
+    async def _failed(self, job: GradingJob, reason: str, *, retryable: bool) -> bool:
+        """Schedule a retry (False) or give up on the answer (True)."""
+        now = self.clock()
+        attempts = job.attempts + 1
+        if retryable and attempts < self.max_attempts:
+            logger.info("grading %s/%d failed, will retry: %s", *_job(job), reason)
+            retry_at = now + retry_delay_ms(attempts)
+            await self.results.schedule_retry(
+                job.session_id, job.index, reason, retry_at
+            )
+            return False
+        logger.warning("grading %s/%d needs review: %s", *_job(job), reason)
+        if await self.results.mark_needs_review(job.session_id, job.index, reason, now):
+            await self._answer_event(job, NEEDS_REVIEW, now, {"reason": reason})
+        return True
+
+    async def _answer_event(
+        self, job: GradingJob, status: str, now: Millis, details: Mapping[str, object]
+    ) -> None:
+        data = {"question_index": job.index, "status": status, **details}
+        await self.publish(job.interview_id, job.session_id, "answer_evaluated", data)
+
+    async def _summarise_if_done(self, session_id: SessionId) -> None:
+        # Of the last two grades finishing together, one claims the summary.
+        now = self.clock()
+        if await self.results.claim_summary(session_id, now, stale_ms=self.stale_ms):
+            await self.summarise(session_id)
+
+    # -- the attempt ------------------------------------------------------------------
+
+    async def summarise(self, session_id: SessionId) -> None:
+        """Write the attempt's summary once (by the model, else by code).
+
+        Raises:
+            StorageError: the database failed; the job is found again later.
+        """
+        job = await self.results.summary_job(session_id)
+        if job is None or not _ready(job):
+            return
+        try:
+            summary = await self.grader.summarise(title=job.title, results=job.results)
+        except StorageError:
+            raise
+        except Exception as exc:
+            retryable = not isinstance(exc, EvaluationError) or exc.retryable
+            if not isinstance(exc, EvaluationError):
+                logger.exception("summariser failed on %s", session_id)
+            fallback = await self._summary_failed(job, reason_of(exc), retryable)
+            if fallback is None:
+                return
+            summary = fallback
+        totals = await self.results.store_summary(session_id, summary, self.clock())
+        if totals is not None:
+            data = {**asdict(totals), "recommendation": summary.recommendation.value}
+            await self.publish(job.interview_id, session_id, "evaluated", data)
+
+    async def _summary_failed(
+        self, job: SummaryJob, reason: str, retryable: bool
+    ) -> Summary | None:
+        attempts = job.attempts + 1
+        if retryable and attempts < self.max_summary_attempts:
+            logger.info("summary of %s failed, will retry: %s", job.session_id, reason)
+            retry_at = self.clock() + retry_delay_ms(attempts)
+            await self.results.schedule_summary_retry(job.session_id, retry_at)
+            return None
+        logger.warning("summary of %s computed by code: %s", job.session_id, reason)
+        return computed_summary(job.results, f"the summary model failed: {reason}")
+
+    # -- recruiters -------------------------------------------------------------------
+
+    async def override(
+        self,
+        interview_id: InterviewId,
+        session_id: SessionId,
+        index: int,
+        *,
+        score: float,
+        note: str,
+        by: str,
+    ) -> None:
+        """Raises: UnknownAnswer."""
+        now = self.clock()
+        previous = await self.results.override(
+            session_id, index, score=score, note=note, by=by, now=now
+        )
+        data = {"question_index": index, "score": score, "previous": previous}
+        await self.publish(interview_id, session_id, "score_overridden", data)
+
+    async def reevaluate(self, session_id: SessionId, *, by: str) -> bool:
+        """Grade the attempt again (see :meth:`ResultsStore.reevaluate`); whether it
+        applied. The jobs are enqueued at once, or found by the re-enqueue."""
+        if not await self.results.reevaluate(session_id, by=by, now=self.clock()):
+            return False
+        detail = await self.results.session_detail(session_id)
+        indexes = [answer.question_index for answer in detail.answers] if detail else []
+        await self.answers_recorded(session_id, indexes)
+        return True
+
+    async def publish(
+        self,
+        interview_id: InterviewId,
+        session_id: SessionId,
+        kind: str,
+        data: Mapping[str, object],
+    ) -> None:
+        event = InterviewEvent(session_id, kind, self.clock(), data)
+        try:
+            await self.bus.publish_event(interview_id, event)
+        except Exception:  # the grade is stored; news is best effort
+            logger.exception("could not publish %s of %s", kind, session_id)
+
+
+def _ready(job: SummaryJob) -> bool:
+    graded = all(result.status != PENDING for result in job.results)
+    return job.status == Status.COMPLETED and not job.has_summary and graded
+
+
+def _job(job: GradingJob) -> tuple[SessionId, int]:
+    return job.session_id, job.index

@@ -1,0 +1,441 @@
+"""Grades, summaries and recruiters' corrections: the grading side of the database.
+
+Beside :mod:`server.storage` (which owns attempts), on the same pool and write lock.
+Every write is conditional on the state it was decided from, so that jobs may run
+twice, late or together:
+
+* a grade is stored only while its answer is ``pending``: a finished job run again
+  changes nothing;
+* the summary is claimed and written only while the attempt is ``completed``, has no
+  summary and no pending answer: written exactly once, even when the last two grades
+  finish together (PRODUCT.md 6.7);
+* jobs are found again from the database: a pending answer whose job was never
+  enqueued, went stale or is due for a retry (PRODUCT.md 6.5), and likewise a
+  summary.
+
+An override and a summary both begin by writing the session row, so on PostgreSQL
+they take its lock in turn and the totals always include the latest override.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+
+from evaluators.grade import Grade, Summary
+from protocol.attempt import Status
+from protocol.audit import AuditKind
+from protocol.ids import InterviewId, Millis, SessionId
+from server import _results_sql as sql
+from server._results_rows import (
+    EVALUATED,
+    NEEDS_REVIEW,
+    PENDING,
+    AnswerRecord,
+    AuditLine,
+    GradingJob,
+    SessionDetail,
+    SessionSummary,
+    SummaryJob,
+    Totals,
+    answer_record,
+    audit_line,
+    question_result,
+    session_summary,
+)
+from server._tables import answers, sessions
+from server.storage import DatabaseStorage, InterviewRecord, StorageError, translated
+
+__all__ = [
+    "EVALUATED",
+    "NEEDS_REVIEW",
+    "PENDING",
+    "REEVALUATED",
+    "SCORE_OVERRIDDEN",
+    "AnswerRecord",
+    "AuditLine",
+    "GradingJob",
+    "ResultsStore",
+    "SessionDetail",
+    "SessionSummary",
+    "SummaryJob",
+    "Totals",
+    "UnknownAnswer",
+]
+
+SCORE_OVERRIDDEN = AuditKind.SCORE_OVERRIDDEN
+REEVALUATED = AuditKind.REEVALUATED
+# Audit kinds written here. protocol.audit.AuditKind does not list them (yet), so the
+# detail reads the audit log itself, with the kind as a plain string.
+
+
+class UnknownAnswer(StorageError):
+    """No such attempt, or no answer to that question in it."""
+
+
+class ResultsStore:
+    """Queries of grading; every method may raise :class:`StorageUnavailable`."""
+
+    def __init__(self, storage: DatabaseStorage) -> None:
+        self.storage = storage
+        self.database = storage.database
+
+    async def _interview(self, interview_id: InterviewId) -> InterviewRecord:
+        interview = await self.storage.get_interview(interview_id)
+        assert interview is not None, "sessions.interview_id is a foreign key"
+        return interview
+
+    # -- finding and claiming jobs ----------------------------------------------------
+
+    @translated
+    async def due_answers(
+        self, now: Millis, *, stale_ms: int, limit: int = 500
+    ) -> list[tuple[SessionId, int]]:
+        """Pending answers without a live job: never enqueued, stale, or retry due."""
+        query = (
+            sa.select(answers.c.session_id, answers.c.question_index)
+            .where(sql.answer_due(now, stale_ms))
+            .order_by(answers.c.submitted_at, answers.c.id)
+            .limit(limit)
+        )
+        rows = await self.database.fetch_all(query)
+        return [(SessionId(row["session_id"]), row["question_index"]) for row in rows]
+
+    @translated
+    async def mark_enqueued(
+        self,
+        session_id: SessionId,
+        indexes: Sequence[int],
+        now: Millis,
+        *,
+        stale_ms: int,
+    ) -> list[int]:
+        """Claim these answers' jobs; the indexes claimed (the rest have a live job)."""
+        if not indexes:
+            return []
+        statement = (
+            answers.update()
+            .where(
+                answers.c.session_id == session_id,
+                answers.c.question_index.in_(list(indexes)),
+                sql.answer_due(now, stale_ms),
+            )
+            .values(enqueued_at=now)
+            .returning(answers.c.question_index)
+        )
+        async with self.storage.writing() as connection:
+            rows = await connection.fetch_all(statement)
+        return sorted(row["question_index"] for row in rows)
+
+    @translated
+    async def due_summaries(
+        self, now: Millis, *, stale_ms: int, limit: int = 100
+    ) -> list[SessionId]:
+        """Attempts ready to summarise whose summary job is missing, stale or due."""
+        query = (
+            sa.select(sessions.c.id)
+            .where(sql.summary_due(now, stale_ms))
+            .order_by(sessions.c.completed_at, sessions.c.id)
+            .limit(limit)
+        )
+        return [SessionId(row["id"]) for row in await self.database.fetch_all(query)]
+
+    @translated
+    async def claim_summary(
+        self, session_id: SessionId, now: Millis, *, stale_ms: int
+    ) -> bool:
+        """Whether the caller now owns summarising (of two grades finishing together,
+        one claims it): the attempt is ready and no other summary job is live."""
+        statement = (
+            sessions.update()
+            .where(sessions.c.id == session_id, sql.summary_due(now, stale_ms))
+            .values(summary_enqueued_at=now)
+            .returning(sessions.c.id)
+        )
+        async with self.storage.writing() as connection:
+            return await connection.fetch_one(statement) is not None
+
+    # -- grading one answer -----------------------------------------------------------
+
+    @translated
+    async def grading_job(self, session_id: SessionId, index: int) -> GradingJob | None:
+        query = (
+            sa.select(answers, sessions.c.interview_id)
+            .select_from(answers.join(sessions, sessions.c.id == answers.c.session_id))
+            .where(*sql.answer_is(session_id, index))
+        )
+        row = await self.database.fetch_one(query)
+        if row is None:
+            return None
+        interview = await self._interview(row["interview_id"])
+        return GradingJob(
+            session_id=session_id,
+            interview_id=interview.id,
+            index=index,
+            question=interview.definition.questions[index],
+            answer=row["text"],
+            time_expired=bool(row["time_expired"]),
+            status=row["evaluation_status"],
+            attempts=row["grading_attempts"],
+        )
+
+    @translated
+    async def store_grade(
+        self, session_id: SessionId, index: int, grade: Grade, now: Millis
+    ) -> bool:
+        """Store ``grade`` while the answer is pending; whether it was stored."""
+        return await self._finish(
+            session_id,
+            index,
+            evaluation_status=EVALUATED,
+            score=grade.score,
+            feedback=sql.json_text(dict(grade.feedback)),
+            model=grade.model,
+            prompt_version=grade.prompt_version,
+            raw_judgement=grade.raw,
+            review_reason=None,
+            evaluated_at=now,
+        )
+
+    @translated
+    async def mark_needs_review(
+        self, session_id: SessionId, index: int, reason: str, now: Millis
+    ) -> bool:
+        """Grading failed for good: a person must look; whether it was marked."""
+        return await self._finish(
+            session_id,
+            index,
+            evaluation_status=NEEDS_REVIEW,
+            review_reason=reason,
+            evaluated_at=now,
+        )
+
+    async def _finish(
+        self, session_id: SessionId, index: int, **values: object
+    ) -> bool:
+        statement = (
+            answers.update()
+            .where(
+                *sql.answer_is(session_id, index),
+                answers.c.evaluation_status == PENDING,
+            )
+            .values(grading_attempts=answers.c.grading_attempts + 1, **values)
+            .returning(answers.c.id)
+        )
+        async with self.storage.writing() as connection:
+            return await connection.fetch_one(statement) is not None
+
+    @translated
+    async def schedule_retry(
+        self, session_id: SessionId, index: int, reason: str, retry_at: Millis
+    ) -> None:
+        """Count a failed try; the re-enqueue runs the job again from ``retry_at``."""
+        statement = (
+            answers.update()
+            .where(
+                *sql.answer_is(session_id, index),
+                answers.c.evaluation_status == PENDING,
+            )
+            .values(
+                grading_attempts=answers.c.grading_attempts + 1,
+                review_reason=reason,
+                enqueued_at=None,
+                retry_at=retry_at,
+            )
+        )
+        async with self.storage.writing() as connection:
+            await connection.execute(statement)
+
+    # -- the summary ------------------------------------------------------------------
+
+    @translated
+    async def summary_job(self, session_id: SessionId) -> SummaryJob | None:
+        row = await self.database.fetch_one(sql.session(session_id))
+        if row is None:
+            return None
+        interview = await self._interview(row["interview_id"])
+        questions = interview.definition.questions
+        rows = await self.database.fetch_all(sql.answers_of(session_id))
+        return SummaryJob(
+            session_id=session_id,
+            interview_id=interview.id,
+            title=interview.title,
+            status=row["status"],
+            has_summary=row["summary"] is not None,
+            attempts=row["summary_attempts"],
+            results=tuple(
+                question_result(r, questions[r["question_index"]]) for r in rows
+            ),
+        )
+
+    @translated
+    async def store_summary(
+        self, session_id: SessionId, summary: Summary, now: Millis
+    ) -> Totals | None:
+        """Write the summary once, ``completed`` -> ``evaluated``; the totals, or
+        ``None`` when it did not apply (written already, or not ready).
+
+        The totals are computed here from the answers, once the row is held.
+        """
+        statement = (
+            sessions.update()
+            .where(sessions.c.id == session_id, *sql.READY_TO_SUMMARISE)
+            .values(
+                status=Status.EVALUATED.value,
+                summary=summary.text,
+                recommendation=summary.recommendation.value,
+                summary_model=summary.model,
+                summary_prompt_version=summary.prompt_version,
+                summary_raw=summary.raw,
+                evaluated_at=now,
+                summary_attempts=sessions.c.summary_attempts + 1,
+            )
+            .returning(sessions.c.interview_id)
+        )
+        async with self.storage.writing() as connection:
+            row = await connection.fetch_one(statement)
+            if row is None:
+                return None
+            interview = await self._interview(row["interview_id"])
+            return await sql.write_totals(connection, session_id, _maximum(interview))
+
+    @translated
+    async def schedule_summary_retry(
+        self, session_id: SessionId, retry_at: Millis
+    ) -> None:
+        statement = (
+            sessions.update()
+            .where(sessions.c.id == session_id, sessions.c.summary.is_(None))
+            .values(
+                summary_attempts=sessions.c.summary_attempts + 1,
+                summary_enqueued_at=None,
+                summary_retry_at=retry_at,
+            )
+        )
+        async with self.storage.writing() as connection:
+            await connection.execute(statement)
+
+    # -- recruiters -------------------------------------------------------------------
+
+    @translated
+    async def list_sessions(self, interview_id: InterviewId) -> list[SessionSummary]:
+        query = (
+            sessions.select()
+            .where(sessions.c.interview_id == interview_id)
+            .order_by(sessions.c.started_at, sessions.c.id)
+        )
+        return [session_summary(row) for row in await self.database.fetch_all(query)]
+
+    @translated
+    async def session_detail(self, session_id: SessionId) -> SessionDetail | None:
+        row = await self.database.fetch_one(sql.session(session_id))
+        if row is None:
+            return None
+        questions = (await self._interview(row["interview_id"])).definition.questions
+        rows = await self.database.fetch_all(sql.answers_of(session_id))
+        audit = await self.database.fetch_all(sql.audit_of(session_id))
+        return SessionDetail(
+            session=session_summary(row),
+            summary=row["summary"],
+            summary_model=row["summary_model"],
+            summary_prompt_version=row["summary_prompt_version"],
+            summary_raw=row["summary_raw"],
+            answers=tuple(
+                answer_record(r, questions[r["question_index"]]) for r in rows
+            ),
+            audit=tuple(audit_line(line) for line in audit),
+        )
+
+    @translated
+    async def override(
+        self,
+        session_id: SessionId,
+        index: int,
+        *,
+        score: float,
+        note: str,
+        by: str,
+        now: Millis,
+    ) -> float | None:
+        """Set a recruiter's score beside the model's; the previous effective score.
+
+        Raises:
+            UnknownAnswer: no such attempt or answer.
+        """
+        async with self.storage.writing() as connection:
+            # The session row first: a summary being written waits, or is seen.
+            held = await sql.hold_session(connection, session_id)
+            current = await connection.fetch_one(
+                sa.select(answers.c.score, answers.c.override_score).where(
+                    *sql.answer_is(session_id, index)
+                )
+            )
+            if held is None or current is None:
+                raise UnknownAnswer(f"no answer {index} in attempt {session_id}")
+            await connection.execute(
+                answers.update()
+                .where(*sql.answer_is(session_id, index))
+                .values(
+                    override_score=score,
+                    override_note=note,
+                    overridden_by=by,
+                    overridden_at=now,
+                )
+            )
+            previous: float | None = current["override_score"]
+            previous = current["score"] if previous is None else previous
+            data = {"question_index": index, "score": score, "previous": previous}
+            await sql.insert_audit_line(
+                connection,
+                session_id,
+                at=now,
+                actor=by,
+                kind=SCORE_OVERRIDDEN,
+                data=data | {"note": note},
+            )
+            if held["summary"] is not None:
+                interview = await self._interview(held["interview_id"])
+                await sql.write_totals(connection, session_id, _maximum(interview))
+        return previous
+
+    @translated
+    async def reevaluate(self, session_id: SessionId, *, by: str, now: Millis) -> bool:
+        """Grade the attempt again: answers back to pending, the summary cleared.
+
+        Overrides are kept (a person's decision). Whether it applied: only a
+        ``completed`` or ``evaluated`` attempt can be re-evaluated.
+        """
+        finished = (Status.COMPLETED.value, Status.EVALUATED.value)
+        async with self.storage.writing() as connection:
+            applied = await connection.fetch_one(
+                sessions.update()
+                .where(sessions.c.id == session_id, sessions.c.status.in_(finished))
+                .values(status=Status.COMPLETED.value, summary_attempts=0)
+                .values(sql.UNSUMMARISED)
+                .returning(sessions.c.id)
+            )
+            if applied is None:
+                return False
+            # The grades being replaced stay in the audit log.
+            rows = await connection.fetch_all(sql.answers_of(session_id))
+            scores = {str(row["question_index"]): row["score"] for row in rows}
+            await connection.execute(
+                answers.update()
+                .where(answers.c.session_id == session_id)
+                .values(evaluation_status=PENDING, grading_attempts=0)
+                .values(sql.UNGRADED)
+            )
+            await sql.insert_audit_line(
+                connection,
+                session_id,
+                at=now,
+                actor=by,
+                kind=REEVALUATED,
+                data={"previous_scores": scores},
+            )
+        return True
+
+
+def _maximum(interview: InterviewRecord) -> float:
+    return sum(question.points for question in interview.definition.questions)

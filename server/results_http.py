@@ -1,0 +1,202 @@
+"""Recruiters' results API (PRODUCT.md section 3): attempts, grades, corrections.
+
+Recruiters and admins of the interview's organisation only; anything outside it is
+404, like a missing attempt. Handlers find the :class:`GradingService` in
+``request.app.state.grading`` (set by ``create_app``); the rest as in
+:mod:`server.http`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from protocol.ids import InterviewId, SessionId
+from server.auth import Claims
+from server.grading import GradingService
+from server.http import (
+    ApiError,
+    _json_body,
+    _json_errors,
+    _own_interview,
+    _problems,
+    _staff,
+    _storage,
+)
+from server.results import ResultsStore, SessionDetail, SessionSummary, UnknownAnswer
+from server.storage import InterviewRecord
+
+CSV_COLUMNS = (
+    *("session_id", "candidate_id", "candidate_name", "attempt", "status"),
+    *("started_at", "completed_at", "evaluated_at"),
+    *("final_score", "max_score", "percentage", "recommendation"),
+)
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _grading(request: Request) -> GradingService:
+    grading: GradingService = request.app.state.grading
+    return grading
+
+
+def _results(request: Request) -> ResultsStore:
+    return _grading(request).results
+
+
+def _actor(claims: Claims) -> str:
+    return f"{claims.role}:{claims.sub}"
+
+
+async def _own_session(
+    request: Request, claims: Claims
+) -> tuple[InterviewRecord, SessionDetail]:
+    """The attempt of the path, when its interview belongs to the caller's org."""
+    session_id = SessionId(request.path_params["session_id"])
+    detail = await _results(request).session_detail(session_id)
+    interview = None
+    if detail is not None:
+        interview_id = InterviewId(detail.session.interview_id)
+        interview = await _storage(request).get_interview(interview_id)
+    # Another organisation's attempt is indistinguishable from a missing one.
+    if detail is None or interview is None or interview.org != claims.org:
+        raise ApiError(404, "not_found", f"no session {session_id!r}")
+    return interview, detail
+
+
+@_json_errors
+async def list_sessions(request: Request) -> Response:
+    interview = await _own_interview(request, _staff(request))
+    sessions = await _results(request).list_sessions(interview.id)
+    return JSONResponse({"sessions": [asdict(session) for session in sessions]})
+
+
+@_json_errors
+async def get_session(request: Request) -> Response:
+    _, detail = await _own_session(request, _staff(request))
+    return JSONResponse(_detail_json(detail))
+
+
+def _detail_json(detail: SessionDetail) -> dict[str, object]:
+    body = asdict(detail)
+    return {**body.pop("session"), **body}
+
+
+class _Override(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    score: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
+    note: Annotated[str, StringConstraints(max_length=2000)] = ""
+
+
+@_json_errors
+async def override(request: Request) -> Response:
+    claims = _staff(request)
+    interview, detail = await _own_session(request, claims)
+    index = _question_index(request, interview)
+    body = await _json_body(request)
+    try:
+        change = _Override.model_validate(body)
+    except ValidationError as exc:
+        message = "expected {'score': number, 'note': text}"
+        raise ApiError(
+            422, "invalid_request", message, problems=_problems(exc)
+        ) from exc
+    points = interview.definition.questions[index].points
+    if change.score > points:
+        message = f"expected a score from 0 to {points:g}, got {change.score:g}"
+        raise ApiError(422, "invalid_request", message)
+    session_id = SessionId(detail.session.id)
+    try:
+        await _grading(request).override(
+            interview.id,
+            session_id,
+            index,
+            score=change.score,
+            note=change.note,
+            by=_actor(claims),
+        )
+    except UnknownAnswer as exc:
+        raise ApiError(404, "not_found", f"no answer to question {index}") from exc
+    updated = await _results(request).session_detail(session_id)
+    assert updated is not None, "attempts are never deleted"
+    return JSONResponse(_detail_json(updated))
+
+
+def _question_index(request: Request, interview: InterviewRecord) -> int:
+    raw = request.path_params["question_index"]
+    count = len(interview.definition.questions)
+    if not raw.isdigit() or int(raw) >= count:
+        raise ApiError(404, "not_found", f"no question {raw!r} in this interview")
+    return int(raw)
+
+
+@_json_errors
+async def reevaluate(request: Request) -> Response:
+    claims = _staff(request)
+    _, detail = await _own_session(request, claims)
+    session_id = SessionId(detail.session.id)
+    if not await _grading(request).reevaluate(session_id, by=_actor(claims)):
+        status = detail.session.status
+        message = f"expected a completed or evaluated attempt, it is {status}"
+        raise ApiError(409, "conflict", message)
+    return JSONResponse({"session_id": session_id, "status": "completed"}, 202)
+
+
+@_json_errors
+async def results_csv(request: Request) -> Response:
+    interview = await _own_interview(request, _staff(request))
+    sessions = await _results(request).list_sessions(interview.id)
+    output = io.StringIO()
+    writer = csv.writer(output, lineterminator="\r\n")
+    writer.writerow(CSV_COLUMNS)
+    writer.writerows(_csv_row(session) for session in sessions)
+    filename = f"results-{interview.id}.csv"
+    headers = {"Content-Disposition": f'attachment; filename="{filename}"'}
+    return Response(output.getvalue(), media_type="text/csv", headers=headers)
+
+
+def _csv_row(session: SessionSummary) -> list[object]:
+    return [
+        session.id,
+        _cell(session.candidate_id),
+        _cell(session.candidate_name),
+        session.number,
+        session.status,
+        session.started_at,
+        session.completed_at,
+        session.evaluated_at,
+        session.final_score,
+        session.max_score,
+        session.percentage,
+        session.recommendation,
+    ]
+
+
+def _cell(text: str) -> str:
+    # Spreadsheets run a cell starting like a formula: candidates choose their names.
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def results_routes() -> list[BaseRoute]:
+    return [
+        Route(
+            "/api/interviews/{interview_id}/sessions", list_sessions, methods=["GET"]
+        ),
+        Route(
+            "/api/interviews/{interview_id}/results.csv", results_csv, methods=["GET"]
+        ),
+        Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+        Route(
+            "/api/sessions/{session_id}/answers/{question_index}/override",
+            override,
+            methods=["POST"],
+        ),
+        Route("/api/sessions/{session_id}/reevaluate", reevaluate, methods=["POST"]),
+    ]

@@ -1,0 +1,284 @@
+"""The grading queue (taskiq): tasks, brokers, and the worker process.
+
+Two brokers, chosen by ``REDIS_URL`` (STACK-NOTES, "taskiq and taskiq-redis"):
+
+* none: ``InMemoryBroker``; tasks run inside ``serve``, as asyncio tasks, and no
+  results are kept;
+* Redis: ``RedisStreamBroker``; ``interview-server worker`` processes run the tasks and
+  acknowledge each one after it finished, so a task whose worker dies is delivered
+  again once it has been idle for ``IDLE_TIMEOUT_MS`` (taskiq-redis only reclaims
+  when a new message arrives: the periodic re-enqueue keeps messages flowing).
+
+Retries and their backoff are not the broker's: a failed try is written to the
+answer and :meth:`GradingService.requeue_pending`, run every ``REQUEUE_INTERVAL_S``
+by ``serve``, sends the job again when it is due (server/grading.py). The tasks get
+their :class:`GradingService` from the broker's state (``TaskiqDepends``), set by
+``serve``'s lifespan or by the worker's startup hook.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+
+from redis.asyncio import Redis
+from taskiq import (
+    AcknowledgeType,
+    AsyncBroker,
+    InMemoryBroker,
+    TaskiqDepends,
+    TaskiqEvents,
+    TaskiqState,
+)
+from taskiq.receiver import Receiver
+from taskiq_redis import RedisStreamBroker
+
+from evaluators.config import GraderConfig
+from evaluators.grade import Grader
+from protocol.ids import Millis, SessionId
+from server.bus import EventBus, InProcessBus
+from server.grading import STALE_MS, GradingService
+from server.results import ResultsStore
+from server.settings import Settings
+from server.storage import DatabaseStorage, StorageError
+
+logger = logging.getLogger(__name__)
+
+TASK_TIMEOUT_S = 300
+"""The longest one task may run (model timeouts, retries, fallbacks, the sandbox)."""
+IDLE_TIMEOUT_MS = 2 * TASK_TIMEOUT_S * 1000
+"""Redis gives an unacknowledged task to another worker after this; above the longest
+task, so that a slow task is not run twice."""
+AUTOCLAIM_LOCK_S = 30.0
+"""How long a worker killed while holding the reclaim lock can block reclaiming."""
+STREAM_MAXLEN = 100_000
+REQUEUE_INTERVAL_S = 5.0
+WORKER_CONCURRENCY = 20
+SHUTDOWN_TIMEOUT_S = 30.0
+STOP_WAIT_S = 5.0
+READY_TIMEOUT_S = 2.0
+
+
+def wall_clock() -> Millis:
+    return time.time_ns() // 1_000_000
+
+
+# -- tasks ----------------------------------------------------------------------------
+
+
+_STATE: TaskiqState = TaskiqDepends()
+
+
+def _grading(state: TaskiqState = _STATE) -> GradingService:
+    service: GradingService = state.grading
+    return service
+
+
+_GRADING = TaskiqDepends(_grading)
+
+
+async def grade_answer(
+    session_id: str, index: int, grading: GradingService = _GRADING
+) -> None:
+    await grading.grade_answer(SessionId(session_id), index)
+
+
+async def summarise(session_id: str, grading: GradingService = _GRADING) -> None:
+    await grading.summarise(SessionId(session_id))
+
+
+class GradingQueue:
+    """A broker with the two grading tasks; the :class:`JobQueue` of grading."""
+
+    def __init__(self, broker: AsyncBroker) -> None:
+        self.broker = broker
+        self._grade = broker.register_task(
+            grade_answer, task_name="grade_answer", timeout=TASK_TIMEOUT_S
+        )
+        self._summarise = broker.register_task(
+            summarise, task_name="summarise", timeout=TASK_TIMEOUT_S
+        )
+
+    @property
+    def in_process(self) -> bool:
+        return isinstance(self.broker, InMemoryBroker)
+
+    async def grade(self, session_id: SessionId, index: int) -> None:
+        await self._grade.kiq(session_id, index)
+
+    async def summarise(self, session_id: SessionId) -> None:
+        await self._summarise.kiq(session_id)
+
+    async def ready(self) -> bool:
+        if not isinstance(self.broker, RedisStreamBroker):
+            return True  # the in-process broker cannot be unreachable
+        async with Redis(connection_pool=self.broker.connection_pool) as redis:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                return bool(await redis.ping())
+
+    async def wait_all(self) -> None:
+        """Until every task running in this process finished (tests)."""
+        if isinstance(self.broker, InMemoryBroker):
+            await self.broker.wait_all()
+
+
+def make_queue(
+    settings: Settings, *, idle_timeout_ms: int = IDLE_TIMEOUT_MS
+) -> GradingQueue:
+    if not settings.redis_url:
+        return GradingQueue(InMemoryBroker())
+    prefix = settings.redis_prefix
+    broker = RedisStreamBroker(
+        settings.redis_url,
+        queue_name=f"{prefix}grading",
+        consumer_group_name=f"{prefix}graders",
+        consumer_id="0",  # a group made after the first task still gets it
+        idle_timeout=idle_timeout_ms,
+        unacknowledged_lock_timeout=AUTOCLAIM_LOCK_S,
+        maxlen=STREAM_MAXLEN,
+    )
+    return GradingQueue(broker)
+
+
+def grader_from_settings(settings: Settings) -> Grader:
+    """The graders the model settings name; none set: the offline grader."""
+    # Imported when needed: it brings in litellm, which tests with a fake never use.
+    from evaluators import build_grader
+
+    return build_grader(
+        GraderConfig(
+            model_short_answer=settings.model_short_answer,
+            model_code=settings.model_code,
+            model_summary=settings.model_summary,
+            api_base=settings.model_api_base,
+        )
+    )
+
+
+# -- inside serve ---------------------------------------------------------------------
+
+
+class Grading:
+    """What ``serve`` runs of grading: the queue, the service, the re-enqueue loop."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        storage: DatabaseStorage,
+        bus: EventBus,
+        clock: Callable[[], Millis],
+        *,
+        grader: Grader | None = None,
+    ) -> None:
+        self.queue = make_queue(settings)
+        self.service = GradingService(
+            ResultsStore(storage),
+            grader or grader_from_settings(settings),
+            bus,
+            clock,
+            self.queue,
+        )
+
+    async def start(self) -> None:
+        self.queue.broker.state.grading = self.service
+        await self.queue.broker.startup()
+        if self.queue.in_process:
+            # Nothing can be running yet: take over every pending job at once.
+            await self._requeue(stale_ms=0)
+
+    async def stop(self) -> None:
+        # Tasks still running after this are cut short; their answers stay pending
+        # and the next start takes them over.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(STOP_WAIT_S):
+                await self.queue.wait_all()
+        await self.queue.broker.shutdown()
+
+    async def requeue_forever(self, interval_s: float = REQUEUE_INTERVAL_S) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            await self._requeue()
+
+    async def _requeue(self, *, stale_ms: int | None = None) -> None:
+        try:
+            sent = await self.service.requeue_pending(stale_ms=stale_ms)
+        except StorageError as exc:
+            logger.warning("re-enqueue of grading failed, will retry: %s", exc)
+        except Exception:
+            logger.exception("re-enqueue of grading failed, will retry")
+        else:
+            if sent:
+                logger.info("re-enqueued %d grading jobs", sent)
+
+
+# -- the worker process ---------------------------------------------------------------
+
+
+def install_worker(
+    queue: GradingQueue,
+    settings: Settings,
+    *,
+    grader: Grader | None = None,
+    stale_ms: int = STALE_MS,
+) -> None:
+    """Connect storage when the worker starts and build the service its tasks use."""
+    storage = DatabaseStorage(settings.database_url, pool_max=settings.db_pool_max)
+
+    async def started(state: TaskiqState) -> None:
+        await storage.connect()
+        # Interview events stay in this process until the bus carries them across
+        # instances (the monitor socket's issue).
+        state.grading = GradingService(
+            ResultsStore(storage),
+            grader or grader_from_settings(settings),
+            InProcessBus(),
+            wall_clock,
+            queue,
+            stale_ms=stale_ms,
+        )
+
+    async def stopped(state: TaskiqState) -> None:
+        await storage.disconnect()
+
+    queue.broker.is_worker_process = True
+    queue.broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, started)
+    queue.broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, stopped)
+
+
+async def run_worker(
+    queue: GradingQueue, stop: asyncio.Event, *, concurrency: int = WORKER_CONCURRENCY
+) -> None:
+    """Run tasks until ``stop`` is set (after :func:`install_worker`)."""
+    receiver = Receiver(
+        queue.broker,
+        max_async_tasks=concurrency,
+        ack_type=AcknowledgeType.WHEN_SAVED,  # after the task finished
+        wait_tasks_timeout=SHUTDOWN_TIMEOUT_S,
+    )
+    try:
+        await receiver.listen(stop)
+    finally:
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(SHUTDOWN_TIMEOUT_S):
+                await queue.broker.shutdown()
+
+
+def main(settings: Settings) -> None:
+    """``interview-server worker`` with ``REDIS_URL`` set: run until SIGTERM/SIGINT."""
+
+    async def work() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        queue = make_queue(settings)
+        install_worker(queue, settings)
+        logger.info("grading worker started on %s", queue.broker.__class__.__name__)
+        await run_worker(queue, stop)
+        logger.info("grading worker stopped")
+
+    asyncio.run(work())

@@ -1,0 +1,234 @@
+"""Two server processes on one database and one Redis (PRODUCT.md section 2).
+
+Each instance is ``python -m server serve`` in a child process with ``REDIS_URL`` and
+a fresh ``REDIS_PREFIX``; the database is the test's (PostgreSQL with DATABASE_URL,
+else a SQLite file both processes share; never skipped). Children are always killed
+on the way out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from protocol.audit import AuditKind
+from protocol.ids import SessionId
+from server.bus import RedisBus
+from server.redis_client import RedisClient
+from server.storage import DatabaseStorage
+from server.sweeper import settle
+from tests.e2e._client import TIME_FACTOR, UNIT_S
+from tests.e2e.conftest import (
+    ROOT,
+    SECRET,
+    Server,
+    Spawned,
+    _healthy,
+    free_port,
+    make_settings,
+)
+
+pytestmark = pytest.mark.e2e
+
+TICK_MS = 200
+PUSH_SLACK_MS = 300 * TIME_FACTOR
+"""How late after its cause a push may arrive on a loaded machine."""
+
+
+@dataclass
+class Cluster:
+    """What a test needs to start instances on one database and one Redis prefix."""
+
+    database_url: str
+    redis_url: str
+    prefix: str
+    storage: DatabaseStorage
+    logs: Path
+
+    @contextlib.asynccontextmanager
+    async def instance(self, name: str) -> AsyncIterator[Spawned]:
+        """``interview-server serve`` on a free port; always killed on the way out."""
+        port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "DATABASE_URL": self.database_url,
+            "REDIS_URL": self.redis_url,
+            "REDIS_PREFIX": self.prefix,
+            "JWT_SECRET": SECRET,
+            "LOG_LEVEL": "WARNING",
+            "TICK_INTERVAL_MS": str(TICK_MS),
+            "SWEEP_INTERVAL_MS": "100",
+        }
+        command = ["-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        log = self.logs / f"{name}.log"
+        with log.open("ab") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *command,
+                cwd=ROOT,
+                env=env,
+                stdout=output,
+                stderr=output,
+            )
+        try:
+            await _healthy(process, port, log)
+            settings = make_settings(self.database_url, redis_url=self.redis_url)
+            yield Spawned(Server(settings, port, self.storage), process, log)
+        finally:
+            if process.returncode is None:
+                process.kill()
+            async with asyncio.timeout(UNIT_S):
+                await process.wait()
+
+    @contextlib.asynccontextmanager
+    async def pair(self) -> AsyncIterator[tuple[Server, Server]]:
+        async with self.instance("a") as a, self.instance("b") as b:
+            yield a.server, b.server
+
+
+@pytest.fixture
+def cluster(
+    database_url: str,
+    storage: DatabaseStorage,
+    redis_url: str,
+    redis_prefix: str,
+    tmp_path: Path,
+) -> Cluster:
+    return Cluster(database_url, redis_url, redis_prefix, storage, tmp_path)
+
+
+async def test_a_candidate_resumes_on_another_instance_with_the_time_left(
+    cluster: Cluster,
+) -> None:
+    async with cluster.pair() as (a, b):
+        interview = await a.interview([60, 60])
+        alice = await a.candidate()
+        await alice.send({"type": "start", "interview_id": interview})
+        await alice.expect("state")
+        await alice.send({"type": "answer", "question_index": 0, "answer": "b"})
+        assert (await alice.expect("answer_ack"))["status"] == "accepted"
+        before = await alice.expect("state")
+        await alice.close()
+
+        again = await b.candidate()
+        await again.send({"type": "resume"})
+        resumed = await again.expect("state")
+
+        assert resumed["session_id"] == before["session_id"]
+        assert resumed["question_index"] == 1
+        assert resumed["deadline"] == before["deadline"]
+        assert resumed["remaining_ms"] == resumed["deadline"] - resumed["server_time"]
+        assert resumed["remaining_ms"] <= before["remaining_ms"]
+
+
+async def test_a_tab_on_another_instance_is_locked_out_then_takes_over_with_4409(
+    cluster: Cluster,
+) -> None:
+    async with cluster.pair() as (a, b):
+        interview = await a.interview([60, 60])
+        first = await a.candidate()
+        await first.send({"type": "start", "interview_id": interview})
+        await first.expect("state")
+
+        second = await b.candidate()
+        await second.send({"type": "resume"})
+        await second.expect_error("session_locked")
+        await second.send({"type": "resume", "takeover": True})
+        assert (await second.expect("state"))["question_index"] == 0
+
+        frames, code = await first.frames_until_close()
+        assert [f["type"] for f in frames] == ["superseded"]
+        assert code == 4409
+        await second.send({"type": "answer", "question_index": 0, "answer": "b"})
+        assert (await second.expect("answer_ack"))["status"] == "accepted"
+
+
+async def test_a_question_expiring_on_one_instance_is_pushed_by_it_once(
+    cluster: Cluster,
+) -> None:
+    async with cluster.pair() as (a, _):
+        interview = await a.interview([1, 60], grace_s=0)
+        alice = await a.candidate()
+        await alice.send({"type": "start", "interview_id": interview})
+        state = await alice.expect("state")
+
+        expired = await alice.expect("time_expired", timeout=UNIT_S + 1)
+        after = await alice.expect("state")
+
+        assert expired["question_index"] == 0
+        assert after["question_index"] == 1
+        assert after["server_time"] - state["deadline"] <= TICK_MS + PUSH_SLACK_MS
+        log = await cluster.storage.audit_log(SessionId(state["session_id"]))
+        assert [e.data for e in log if e.kind is AuditKind.EXPIRED] == [
+            {"question_index": 0, "had_draft": False}
+        ]
+
+
+async def test_an_expiry_stored_by_another_instance_is_pushed_through_redis(
+    cluster: Cluster,
+) -> None:
+    elsewhere = RedisClient(cluster.redis_url, prefix=cluster.prefix)
+    bus = RedisBus(elsewhere)
+    await elsewhere.start()
+    try:
+        async with cluster.pair() as (a, _):
+            interview = await a.interview([60, 60])
+            alice = await a.candidate()
+            await alice.send({"type": "start", "interview_id": interview})
+            state = await alice.expect("state")
+            attempt = await cluster.storage.load_attempt(state["session_id"])
+            assert attempt is not None
+
+            # Another instance whose clock is past the deadline expires question 0.
+            await settle(cluster.storage, bus, attempt, attempt.closes_at + 1)
+
+            expired = await alice.expect("time_expired")
+            after = await alice.expect("state")
+            assert expired["question_index"] == 0
+            assert after["question_index"] == 1
+    finally:
+        await elsewhere.close()
+
+
+async def test_an_instance_killed_mid_interview_loses_no_acknowledged_answer(
+    cluster: Cluster,
+) -> None:
+    async with cluster.instance("b") as b:
+        async with cluster.instance("a") as a:
+            interview = await a.server.interview([60] * 6)
+            alice = await a.server.candidate()
+            await alice.send({"type": "start", "interview_id": interview})
+            state = await alice.expect("state")
+            acknowledged = []
+            for index in range(3):
+                answer = f"answer {index}"
+                await alice.send(
+                    {"type": "answer", "question_index": index, "answer": answer}
+                )
+                if (await alice.expect("answer_ack"))["status"] == "accepted":
+                    acknowledged.append((index, answer))
+                await alice.expect("state")
+
+            await a.kill()
+            assert await alice.closed() == 1006
+
+        back = await b.server.candidate()
+        # The dead instance's lease lasts until it lapses; the candidate takes over.
+        await back.send({"type": "resume", "takeover": True})
+        resumed = await back.expect("state")
+
+        assert resumed["session_id"] == state["session_id"]
+        assert resumed["question_index"] == 3
+        stored = await cluster.storage.load_attempt(SessionId(state["session_id"]))
+        assert stored is not None
+        assert [(x.question_index, x.text) for x in stored.answers] == acknowledged
+        assert len(acknowledged) == 3
+        await back.send({"type": "answer", "question_index": 3, "answer": "more"})
+        assert (await back.expect("answer_ack"))["status"] == "accepted"

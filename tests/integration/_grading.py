@@ -1,0 +1,173 @@
+"""Fakes and a harness for the grading tests: a scripted grader, a clock, attempts."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from taskiq import InMemoryBroker
+
+from evaluators.errors import EvaluationError
+from evaluators.grade import Grade, QuestionResult, Recommendation, Summary
+from protocol.attempt import Attempt, begin, change_between, submit
+from protocol.audit import AuditEntry, AuditKind
+from protocol.definition import McqQuestion, QuestionDef
+from protocol.ids import Millis, SessionId, UserId
+from server.bus import InProcessBus, InterviewEvent
+from server.grading import GradingService
+from server.results import ResultsStore, SessionDetail
+from server.storage import DatabaseStorage, InterviewRecord
+from server.worker import GradingQueue
+
+START: Millis = 1_800_000_000_000
+GOOD_ANSWERS = ("b", "atomicity and isolation", "def add(a, b): return a + b")
+
+
+class FakeClock:
+    def __init__(self, now: Millis = START) -> None:
+        self.now = now
+
+    def __call__(self) -> Millis:
+        return self.now
+
+
+class FakeGrader:
+    """MCQ by exact match, everything else half the points; failures are scripted.
+
+    ``failures[type]`` lists what grading a question of that type raises, one per
+    call, before it succeeds; ``summary_failures`` likewise for summaries. After
+    ``meet(n)``, each ``grade`` call waits until ``n`` calls are in flight, so that
+    they finish at once.
+    """
+
+    def __init__(self) -> None:
+        self.failures: dict[str, list[Exception]] = {}
+        self.summary_failures: list[Exception] = []
+        self.graded: list[tuple[str, str]] = []
+        self.summarised: list[tuple[QuestionResult, ...]] = []
+        self.together = 0
+        self._arrived = 0
+        self._all_arrived = asyncio.Event()
+
+    def meet(self, calls: int) -> None:
+        """From now on, ``calls`` grade calls wait for each other (0: none)."""
+        self.together = calls
+        self._arrived = 0
+        self._all_arrived = asyncio.Event()
+
+    async def grade(self, question: QuestionDef, answer: str) -> Grade:
+        self.graded.append((question.type, answer))
+        await self._rendezvous()
+        failures = self.failures.get(question.type)
+        if failures:
+            raise failures.pop(0)
+        if isinstance(question, McqQuestion):
+            score = question.points if answer == question.correct_answer else 0.0
+            return Grade(
+                score, question.points, {"correct": score > 0}, "rule:mcq", "1"
+            )
+        feedback = {"strengths": ["fake"]}
+        return Grade(question.points / 2, question.points, feedback, "fake", "fake/1")
+
+    async def _rendezvous(self) -> None:
+        if not self.together:
+            return
+        self._arrived += 1
+        if self._arrived >= self.together:
+            self._all_arrived.set()
+        await self._all_arrived.wait()
+
+    async def summarise(
+        self, *, title: str, results: Sequence[QuestionResult]
+    ) -> Summary:
+        self.summarised.append(tuple(results))
+        if self.summary_failures:
+            raise self.summary_failures.pop(0)
+        total = sum(result.score for result in results)
+        maximum = sum(result.points for result in results)
+        return Summary(
+            total=total,
+            max_score=maximum,
+            percentage=100 * total / maximum if maximum else 0.0,
+            text=f"A fake summary of {title}.",
+            recommendation=Recommendation.HIRE,
+            model="fake",
+            prompt_version="fake/1",
+            raw='{"recommendation": "hire"}',
+        )
+
+
+def failing(times: int, error: EvaluationError) -> list[Exception]:
+    return [error] * times
+
+
+@dataclass
+class Harness:
+    storage: DatabaseStorage
+    interview: InterviewRecord
+    grader: FakeGrader = field(default_factory=FakeGrader)
+    clock: FakeClock = field(default_factory=FakeClock)
+    bus: InProcessBus = field(default_factory=InProcessBus)
+    events: list[InterviewEvent] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.queue = GradingQueue(InMemoryBroker())
+        self.results = ResultsStore(self.storage)
+        self.service = GradingService(
+            self.results, self.grader, self.bus, self.clock, self.queue
+        )
+        self.queue.broker.state.grading = self.service
+        self.bus.subscribe_events(self.interview.id, self.events.append)
+
+    async def settle(self) -> None:
+        """Until every job sent so far (and those they sent) finished."""
+        for _ in range(3):
+            await self.queue.wait_all()
+            await asyncio.sleep(0)
+
+    async def start(self, candidate: str | None = None) -> Attempt:
+        attempt = begin(
+            session_id=SessionId(uuid.uuid4().hex),
+            interview_id=self.interview.id,
+            title=self.interview.title,
+            candidate_id=UserId(candidate or f"ada-{uuid.uuid4().hex[:8]}"),
+            number=1,
+            questions=self.interview.questions,
+            grace_ms=self.interview.settings.grace_ms,
+            now=self.clock(),
+        )
+        entry = AuditEntry(self.clock(), "candidate:ada", AuditKind.STARTED)
+        await self.storage.create_attempt(attempt, candidate_name="Ada", audit=[entry])
+        return attempt
+
+    async def answer(
+        self, attempt: Attempt, text: str, *, enqueue: bool = True
+    ) -> Attempt:
+        """Commit ``text`` as the answer to the current question, as a connection
+        does; ``enqueue=False`` is a crash between the commit and the enqueue."""
+        self.clock.now += 1_000
+        after = submit(attempt, attempt.question_index, text, self.clock()).attempt
+        await self.storage.commit(change_between(attempt, after), fence=None, audit=[])
+        if enqueue:
+            await self.service.answers_recorded(
+                attempt.session_id, [attempt.question_index]
+            )
+        return after
+
+    async def complete(
+        self, answers: Sequence[str] = GOOD_ANSWERS, *, enqueue: bool = True
+    ) -> SessionId:
+        attempt = await self.start()
+        for text in answers:
+            attempt = await self.answer(attempt, text, enqueue=enqueue)
+        return attempt.session_id
+
+    async def detail(self, session_id: SessionId) -> SessionDetail:
+        detail = await self.results.session_detail(session_id)
+        assert detail is not None
+        return detail
+
+    def kinds(self, session_id: SessionId) -> list[str]:
+        return [event.kind for event in self.events if event.session_id == session_id]

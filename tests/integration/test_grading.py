@@ -1,0 +1,329 @@
+"""Grading end to end on a real database, the in-process broker and a fake grader."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from evaluators.errors import ModelUnavailable, SandboxUnavailable
+from protocol.attempt import Status
+from protocol.audit import AuditKind
+from protocol.definition import InterviewDefinition
+from protocol.ids import SessionId, UserId
+from server.grading import MAX_ATTEMPTS, MAX_SUMMARY_ATTEMPTS, RETRY_CAP_MS, STALE_MS
+from server.results import REEVALUATED, SCORE_OVERRIDDEN
+from server.storage import DatabaseStorage, InterviewRecord
+from tests.integration._grading import GOOD_ANSWERS, Harness, failing
+
+pytestmark = pytest.mark.integration
+
+# Points 2 + 5 + 10; the fake gives the MCQ all or nothing, the others half.
+GOOD_TOTAL = 2 + 2.5 + 5
+
+
+@pytest.fixture
+async def harness(storage: DatabaseStorage, definition: InterviewDefinition) -> Harness:
+    interview = await storage.create_interview(
+        org="acme", created_by=UserId("rita"), definition=definition, now=1
+    )
+    running = Harness(storage, interview)
+    await running.queue.broker.startup()
+    return running
+
+
+async def retry_until_settled(harness: Harness, rounds: int) -> None:
+    """Let every scheduled retry come due and run, ``rounds`` times."""
+    for _ in range(rounds):
+        harness.clock.now += RETRY_CAP_MS + 1
+        await harness.service.requeue_pending()
+        await harness.settle()
+
+
+async def test_a_multiple_choice_answer_is_graded_as_soon_as_it_is_recorded(
+    harness: Harness,
+) -> None:
+    attempt = await harness.start()
+    await harness.answer(attempt, "b")
+    await harness.settle()
+
+    detail = await harness.detail(attempt.session_id)
+    [mcq] = detail.answers
+    assert (mcq.evaluation_status, mcq.score, mcq.model) == ("evaluated", 2, "rule:mcq")
+    assert detail.session.status == Status.IN_PROGRESS
+    assert harness.kinds(attempt.session_id) == ["answer_evaluated"]
+
+
+async def test_a_whole_attempt_is_graded_and_summarised(harness: Harness) -> None:
+    session_id = await harness.complete()
+    await harness.settle()
+
+    detail = await harness.detail(session_id)
+    assert detail.session.status == Status.EVALUATED
+    assert [a.evaluation_status for a in detail.answers] == ["evaluated"] * 3
+    assert detail.session.final_score == GOOD_TOTAL
+    assert detail.session.max_score == 17
+    assert detail.session.percentage == round(100 * GOOD_TOTAL / 17, 2)
+    assert detail.session.recommendation == "hire"
+    assert detail.summary == "A fake summary of Backend developer."
+    assert (detail.summary_model, detail.summary_raw) == (
+        "fake",
+        '{"recommendation": "hire"}',
+    )
+    short = detail.answers[1]
+    assert (short.model, short.prompt_version, short.feedback) == (
+        "fake",
+        "fake/1",
+        {"strengths": ["fake"]},
+    )
+    assert harness.kinds(session_id).count("evaluated") == 1
+    assert len(harness.grader.summarised) == 1
+
+
+async def test_the_summary_model_sees_structured_results_and_no_answer_text(
+    harness: Harness,
+) -> None:
+    await harness.complete()
+    await harness.settle()
+
+    [results] = harness.grader.summarised
+    assert [(r.index, r.type, r.score, r.status) for r in results] == [
+        (0, "mcq", 2, "evaluated"),
+        (1, "short_answer", 2.5, "evaluated"),
+        (2, "code", 5, "evaluated"),
+    ]
+    assert not any(GOOD_ANSWERS[1] in repr(result) for result in results)
+
+
+async def test_running_a_finished_job_again_changes_nothing(harness: Harness) -> None:
+    session_id = await harness.complete()
+    await harness.settle()
+    before = await harness.detail(session_id)
+    graded = len(harness.grader.graded)
+
+    harness.clock.now += 60_000
+    await harness.service.grade_answer(session_id, 1)
+    await harness.service.summarise(session_id)
+    await harness.queue.grade(session_id, 2)
+    await harness.settle()
+
+    assert await harness.detail(session_id) == before
+    assert len(harness.grader.graded) == graded
+    assert len(harness.grader.summarised) == 1
+
+
+async def test_retryable_failures_are_retried_then_need_review_with_the_reason(
+    harness: Harness,
+) -> None:
+    harness.grader.failures["short_answer"] = failing(
+        99, ModelUnavailable("429", model="m")
+    )
+    session_id = await harness.complete()
+    await harness.settle()
+
+    first = (await harness.detail(session_id)).answers[1]
+    assert (first.evaluation_status, first.grading_attempts) == ("pending", 1)
+    assert "ModelUnavailable" in (first.review_reason or "")
+
+    await retry_until_settled(harness, MAX_ATTEMPTS)
+
+    detail = await harness.detail(session_id)
+    short = detail.answers[1]
+    assert short.evaluation_status == "needs_review"
+    assert short.grading_attempts == MAX_ATTEMPTS
+    assert short.review_reason == "ModelUnavailable: 429"
+    assert (
+        harness.grader.graded.count(("short_answer", GOOD_ANSWERS[1])) == MAX_ATTEMPTS
+    )
+    assert detail.session.status == Status.EVALUATED
+    assert detail.session.final_score == GOOD_TOTAL - 2.5
+    [results] = harness.grader.summarised
+    assert results[1].status == "needs_review"
+
+
+async def test_a_failure_that_clears_is_graded_on_retry(harness: Harness) -> None:
+    harness.grader.failures["code"] = failing(2, ModelUnavailable("timeout", model="m"))
+    session_id = await harness.complete()
+    await harness.settle()
+    await retry_until_settled(harness, 2)
+
+    code = (await harness.detail(session_id)).answers[2]
+    assert (code.evaluation_status, code.score, code.grading_attempts) == (
+        "evaluated",
+        5,
+        3,
+    )
+    assert code.review_reason is None
+
+
+async def test_a_failure_that_is_not_retryable_needs_review_at_once(
+    harness: Harness,
+) -> None:
+    harness.grader.failures["code"] = failing(1, SandboxUnavailable("no bubblewrap"))
+    session_id = await harness.complete()
+    await harness.settle()
+
+    detail = await harness.detail(session_id)
+    code = detail.answers[2]
+    assert (code.evaluation_status, code.grading_attempts) == ("needs_review", 1)
+    assert code.review_reason == "SandboxUnavailable: no bubblewrap"
+    assert detail.session.status == Status.EVALUATED
+
+
+async def test_a_summary_the_model_cannot_write_is_computed_and_says_so(
+    harness: Harness,
+) -> None:
+    harness.grader.summary_failures = failing(99, ModelUnavailable("down", model="m"))
+    session_id = await harness.complete()
+    await harness.settle()
+    assert (await harness.detail(session_id)).session.status == Status.COMPLETED
+
+    await retry_until_settled(harness, MAX_SUMMARY_ATTEMPTS)
+
+    detail = await harness.detail(session_id)
+    assert len(harness.grader.summarised) == MAX_SUMMARY_ATTEMPTS
+    assert detail.session.status == Status.EVALUATED
+    assert detail.summary_model == "computed"
+    assert detail.summary is not None and "not written by a model" in detail.summary
+    assert detail.session.recommendation == "maybe"  # 55.9 %
+
+
+async def test_the_summary_is_written_once_when_the_last_two_grades_finish_together(
+    harness: Harness,
+) -> None:
+    for _ in range(10):
+        session_id = await harness.complete(enqueue=False)
+        await harness.service.grade_answer(session_id, 0)
+        harness.grader.meet(2)
+        await asyncio.gather(
+            harness.service.grade_answer(session_id, 1),
+            harness.service.grade_answer(session_id, 2),
+        )
+        harness.grader.meet(0)
+
+        detail = await harness.detail(session_id)
+        assert detail.session.status == Status.EVALUATED
+        assert detail.session.final_score == GOOD_TOTAL
+        assert harness.kinds(session_id).count("evaluated") == 1
+    assert len(harness.grader.summarised) == 10
+
+
+async def test_two_summaries_stored_together_are_written_once(harness: Harness) -> None:
+    summary = await harness.grader.summarise(title="t", results=())
+    for _ in range(10):
+        session_id = await harness.complete()
+        await harness.settle()
+        assert await harness.results.reevaluate(session_id, by="test", now=1)
+        for index in range(3):
+            job = await harness.results.grading_job(session_id, index)
+            assert job is not None
+            grade = await harness.grader.grade(job.question, job.answer)
+            await harness.results.store_grade(session_id, index, grade, 2)
+
+        stored = await asyncio.gather(
+            *(harness.results.store_summary(session_id, summary, 3) for _ in range(4))
+        )
+
+        assert sum(totals is not None for totals in stored) == 1
+        assert (await harness.detail(session_id)).session.status == Status.EVALUATED
+
+
+async def test_an_answer_left_pending_without_a_job_is_enqueued_again(
+    harness: Harness,
+) -> None:
+    session_id = await harness.complete(enqueue=False)  # crashed before enqueueing
+    await harness.settle()
+    assert (await harness.detail(session_id)).session.status == Status.COMPLETED
+
+    assert await harness.service.requeue_pending() == 3
+    await harness.settle()
+
+    assert (await harness.detail(session_id)).session.status == Status.EVALUATED
+    assert await harness.service.requeue_pending() == 0
+
+
+async def test_a_job_is_enqueued_again_only_once_it_went_stale(
+    harness: Harness,
+) -> None:
+    attempt = await harness.start()
+    await harness.answer(attempt, "b", enqueue=False)
+    now = harness.clock()
+    claimed = await harness.results.mark_enqueued(
+        attempt.session_id, [0], now, stale_ms=STALE_MS
+    )
+    assert claimed == [0]  # and then the job was lost (a worker killed mid-task)
+
+    harness.clock.now = now + STALE_MS
+    assert await harness.service.requeue_pending() == 0
+    harness.clock.now = now + STALE_MS + 1
+    assert await harness.service.requeue_pending() == 1
+    await harness.settle()
+    assert (await harness.detail(attempt.session_id)).answers[0].score == 2
+
+
+async def test_an_override_recomputes_the_totals_keeps_the_model_score_and_is_audited(
+    harness: Harness, interview: InterviewRecord
+) -> None:
+    session_id = await harness.complete()
+    await harness.settle()
+
+    await harness.service.override(
+        harness.interview.id, session_id, 1, score=5, note="fine", by="recruiter:rita"
+    )
+
+    detail = await harness.detail(session_id)
+    short = detail.answers[1]
+    assert (short.score, short.model_score, short.override_score) == (5, 2.5, 5)
+    assert (short.override_note, short.overridden_by) == ("fine", "recruiter:rita")
+    assert detail.session.final_score == GOOD_TOTAL + 2.5
+    assert detail.session.percentage == round(100 * (GOOD_TOTAL + 2.5) / 17, 2)
+    [line] = [line for line in detail.audit if line.kind == SCORE_OVERRIDDEN]
+    assert line.actor == "recruiter:rita"
+    assert line.data == {
+        "question_index": 1,
+        "score": 5,
+        "previous": 2.5,
+        "note": "fine",
+    }
+    assert harness.kinds(session_id)[-1] == "score_overridden"
+
+
+async def test_reevaluation_grades_the_attempt_again_and_keeps_overrides(
+    harness: Harness,
+) -> None:
+    session_id = await harness.complete()
+    await harness.settle()
+    await harness.service.override(
+        harness.interview.id, session_id, 0, score=1, note="", by="admin:al"
+    )
+
+    assert await harness.service.reevaluate(session_id, by="admin:al")
+    await harness.settle()
+
+    detail = await harness.detail(session_id)
+    assert detail.session.status == Status.EVALUATED
+    assert len(harness.grader.summarised) == 2
+    assert len(harness.grader.graded) == 6
+    assert detail.session.final_score == GOOD_TOTAL - 1
+    [line] = [line for line in detail.audit if line.kind == REEVALUATED]
+    assert line.data == {"previous_scores": {"0": 2, "1": 2.5, "2": 5}}
+    kinds = [entry.kind for entry in await harness.storage.audit_log(session_id)]
+    assert AuditKind.SCORE_OVERRIDDEN in kinds and AuditKind.REEVALUATED in kinds
+
+
+async def test_an_attempt_in_progress_cannot_be_reevaluated(harness: Harness) -> None:
+    attempt = await harness.start()
+    assert not await harness.service.reevaluate(attempt.session_id, by="admin:al")
+    assert not await harness.service.reevaluate(SessionId("nope"), by="admin:al")
+
+
+async def test_requeue_after_a_reevaluation_finds_every_answer_when_enqueueing_failed(
+    harness: Harness,
+) -> None:
+    session_id = await harness.complete()
+    await harness.settle()
+    assert await harness.results.reevaluate(session_id, by="admin:al", now=5)
+
+    assert await harness.service.requeue_pending() == 3
+    await harness.settle()
+    assert (await harness.detail(session_id)).session.status == Status.EVALUATED

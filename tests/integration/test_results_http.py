@@ -1,0 +1,222 @@
+"""The results API (server/results_http.py) on a real database and a fake grader."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.datastructures import Secret
+
+from protocol.definition import InterviewDefinition
+from protocol.ids import SessionId, UserId
+from server.auth import issue_token
+from server.http import routes
+from server.settings import Settings
+from server.storage import DatabaseStorage
+from tests.integration._grading import Harness
+
+pytestmark = pytest.mark.integration
+
+SECRET = "integration-test-secret-long-enough-for-hs256"
+
+
+def auth(role: str = "recruiter", *, org: str | None = "acme") -> dict[str, str]:
+    token = issue_token(
+        SECRET, sub="rita", role=role, name="Rita", org=org, now_s=time.time()
+    )
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def harness(storage: DatabaseStorage, definition: InterviewDefinition) -> Harness:
+    interview = await storage.create_interview(
+        org="acme", created_by=UserId("rita"), definition=definition, now=1
+    )
+    running = Harness(storage, interview)
+    await running.queue.broker.startup()
+    return running
+
+
+@pytest.fixture
+async def client(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
+    app = Starlette(routes=routes())
+    app.state.settings = Settings(jwt_secret=Secret(SECRET))
+    app.state.storage = harness.storage
+    app.state.clock = harness.clock
+    app.state.grading = harness.service
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def evaluated(harness: Harness) -> SessionId:
+    session_id = await harness.complete()
+    await harness.settle()
+    return session_id
+
+
+async def test_the_session_list_has_scores_and_no_answers(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    path = f"/api/interviews/{harness.interview.id}/sessions"
+    response = await client.get(path, headers=auth())
+
+    assert response.status_code == 200
+    [session] = response.json()["sessions"]
+    assert session["id"] == evaluated
+    assert session["status"] == "evaluated"
+    assert (session["final_score"], session["max_score"]) == (9.5, 17)
+    assert session["recommendation"] == "hire"
+    assert "answers" not in session
+
+
+async def test_the_session_detail_has_answers_grades_audit_and_summary(
+    client: httpx.AsyncClient, evaluated: SessionId
+) -> None:
+    response = await client.get(f"/api/sessions/{evaluated}", headers=auth("admin"))
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "evaluated"
+    assert body["summary"] == "A fake summary of Backend developer."
+    assert [answer["score"] for answer in body["answers"]] == [2, 2.5, 5]
+    assert body["answers"][1]["feedback"] == {"strengths": ["fake"]}
+    assert body["answers"][1]["model"] == "fake"
+    assert body["audit"][0]["kind"] == "started"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [auth(org="globex"), auth("admin", org="globex")],
+    ids=["recruiter", "admin"],
+)
+async def test_another_organisations_results_are_not_found(
+    client: httpx.AsyncClient,
+    harness: Harness,
+    evaluated: SessionId,
+    headers: dict[str, str],
+) -> None:
+    interview = harness.interview.id
+    override = {"score": 1, "note": ""}
+    answers = [
+        await client.get(f"/api/interviews/{interview}/sessions", headers=headers),
+        await client.get(f"/api/interviews/{interview}/results.csv", headers=headers),
+        await client.get(f"/api/sessions/{evaluated}", headers=headers),
+        await client.post(
+            f"/api/sessions/{evaluated}/answers/0/override",
+            json=override,
+            headers=headers,
+        ),
+        await client.post(f"/api/sessions/{evaluated}/reevaluate", headers=headers),
+        await client.get("/api/sessions/no-such-session", headers=auth()),
+    ]
+    assert [response.status_code for response in answers] == [404] * 6
+
+
+async def test_candidates_may_not_read_results(
+    client: httpx.AsyncClient, evaluated: SessionId
+) -> None:
+    response = await client.get(f"/api/sessions/{evaluated}", headers=auth("candidate"))
+    assert response.status_code == 403
+
+
+async def test_an_override_answers_the_updated_session(
+    client: httpx.AsyncClient, evaluated: SessionId
+) -> None:
+    response = await client.post(
+        f"/api/sessions/{evaluated}/answers/2/override",
+        json={"score": 10, "note": "tests pass"},
+        headers=auth(),
+    )
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["final_score"] == 14.5
+    code = body["answers"][2]
+    assert (code["score"], code["model_score"], code["overridden_by"]) == (
+        10,
+        5,
+        "recruiter:rita",
+    )
+    assert body["audit"][-1]["kind"] == "score_overridden"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"score": 10.5},
+        {"score": -1},
+        {"score": "7"},
+        {"note": "x"},
+        [],
+        {"score": 1, "x": 1},
+    ],
+)
+async def test_an_override_out_of_range_or_malformed_is_refused(
+    client: httpx.AsyncClient, evaluated: SessionId, body: object
+) -> None:
+    path = f"/api/sessions/{evaluated}/answers/2/override"
+    response = await client.post(path, json=body, headers=auth())
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+
+
+async def test_an_override_of_a_question_that_does_not_exist_is_not_found(
+    client: httpx.AsyncClient, evaluated: SessionId
+) -> None:
+    for index in ("3", "-1", "x"):
+        path = f"/api/sessions/{evaluated}/answers/{index}/override"
+        response = await client.post(path, json={"score": 1}, headers=auth())
+        assert response.status_code == 404
+
+
+async def test_reevaluation_is_accepted_and_grades_again(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    response = await client.post(
+        f"/api/sessions/{evaluated}/reevaluate", headers=auth()
+    )
+
+    assert response.status_code == 202
+    assert response.json() == {"session_id": evaluated, "status": "completed"}
+    await harness.settle()
+    detail = await harness.detail(evaluated)
+    assert detail.session.status == "evaluated"
+    assert len(harness.grader.summarised) == 2
+
+
+async def test_an_attempt_in_progress_cannot_be_reevaluated(
+    client: httpx.AsyncClient, harness: Harness
+) -> None:
+    attempt = await harness.start()
+    path = f"/api/sessions/{attempt.session_id}/reevaluate"
+    response = await client.post(path, headers=auth())
+    assert response.status_code == 409
+
+
+async def test_the_results_csv_lists_every_attempt(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    other = await harness.start("=cmd|' /C calc'!A0")
+    path = f"/api/interviews/{harness.interview.id}/results.csv"
+    response = await client.get(path, headers=auth())
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.DictReader(io.StringIO(response.text)))
+    assert [row["session_id"] for row in rows] == [evaluated, other.session_id]
+    first, second = rows
+    assert (first["status"], first["final_score"], first["max_score"]) == (
+        "evaluated",
+        "9.5",
+        "17.0",
+    )
+    assert first["recommendation"] == "hire"
+    assert (second["status"], second["final_score"]) == ("in_progress", "")
+    assert second["candidate_id"] == "'=cmd|' /C calc'!A0"

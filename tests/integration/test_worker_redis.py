@@ -1,0 +1,222 @@
+"""Grading tasks through Redis streams (server/worker.py) to real worker loops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+from starlette.datastructures import Secret
+
+from evaluators.grade import Grade
+from protocol.definition import InterviewDefinition, QuestionDef
+from protocol.ids import SessionId, UserId
+from server.__main__ import main
+from server.settings import Settings
+from server.storage import DatabaseStorage
+from server.worker import GradingQueue, install_worker, make_queue, run_worker
+from tests.integration._grading import FakeGrader, Harness
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+UNIT_S = 5.0 * float(os.environ.get("TEST_TIME_FACTOR", "1"))
+IDLE_MS = 300
+"""The reclaiming worker takes over a task left unacknowledged this long."""
+
+
+class GatedGrader(FakeGrader):
+    """Grades only once ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def grade(self, question: QuestionDef, answer: str) -> Grade:
+        self.started.set()
+        await self.release.wait()
+        return await super().grade(question, answer)
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str, redis_prefix: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        jwt_secret=Secret("worker-test-secret-long-enough-for-hs256"),
+    )
+
+
+@pytest.fixture
+async def harness(storage: DatabaseStorage, definition: InterviewDefinition) -> Harness:
+    interview = await storage.create_interview(
+        org="acme", created_by=UserId("rita"), definition=definition, now=1
+    )
+    return Harness(storage, interview)
+
+
+@pytest.fixture
+async def sender(settings: Settings) -> AsyncIterator[GradingQueue]:
+    queue = make_queue(settings)
+    await queue.broker.startup()
+    yield queue
+    await queue.broker.shutdown()
+    async with Redis.from_url(settings.redis_url or "") as redis:
+        keys = [key async for key in redis.scan_iter(f"*{settings.redis_prefix}*")]
+        if keys:
+            await redis.delete(*keys)
+
+
+@contextlib.asynccontextmanager
+async def worker(settings: Settings, grader: FakeGrader) -> AsyncIterator[None]:
+    queue = make_queue(settings, idle_timeout_ms=IDLE_MS)
+    install_worker(queue, settings, grader=grader)
+    stop = asyncio.Event()
+    running = asyncio.create_task(run_worker(queue, stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        async with asyncio.timeout(UNIT_S):
+            await running
+
+
+async def unacknowledged(settings: Settings) -> int:
+    prefix = settings.redis_prefix
+    async with Redis.from_url(settings.redis_url or "") as redis:
+        info = await redis.xpending(f"{prefix}grading", f"{prefix}graders")
+    return int(info["pending"])
+
+
+async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
+    async with asyncio.timeout(UNIT_S):
+        while not await check():
+            await asyncio.sleep(0.02)
+
+
+async def graded(harness: Harness, session_id: SessionId, index: int) -> bool:
+    answer = (await harness.detail(session_id)).answers[index]
+    return answer.evaluation_status == "evaluated"
+
+
+async def test_a_task_is_acknowledged_only_after_the_worker_finished_it(
+    settings: Settings, harness: Harness, sender: GradingQueue
+) -> None:
+    attempt = await harness.start()
+    await harness.answer(attempt, "b", enqueue=False)
+    grader = GatedGrader()
+    assert await sender.ready()  # /readyz's broker check
+
+    async with worker(settings, grader):
+        await sender.grade(attempt.session_id, 0)
+        async with asyncio.timeout(UNIT_S):
+            await grader.started.wait()
+        assert await unacknowledged(settings) == 1
+
+        grader.release.set()
+        await eventually(lambda: graded(harness, attempt.session_id, 0))
+
+        async def acknowledged() -> bool:
+            return await unacknowledged(settings) == 0
+
+        await eventually(acknowledged)
+    assert (await harness.detail(attempt.session_id)).answers[0].score == 2
+
+
+async def test_a_task_whose_worker_was_killed_is_delivered_to_another(
+    settings: Settings, harness: Harness, sender: GradingQueue
+) -> None:
+    attempt = await harness.start()
+    attempt = await harness.answer(attempt, "b", enqueue=False)
+    await harness.answer(attempt, "atomicity", enqueue=False)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url or "",
+        "REDIS_PREFIX": settings.redis_prefix,
+        "JWT_SECRET": str(settings.jwt_secret),
+    }
+    command = [sys.executable, "-m", "tests.integration._stuck_worker"]
+    stuck = await asyncio.create_subprocess_exec(*command, cwd=ROOT, env=env)
+    try:
+        await sender.grade(attempt.session_id, 0)
+
+        async def taken() -> bool:
+            return await unacknowledged(settings) == 1
+
+        async with asyncio.timeout(3 * UNIT_S):  # the child imports everything first
+            while not await taken():
+                await asyncio.sleep(0.05)
+    finally:
+        stuck.kill()
+        await stuck.wait()
+
+    async with worker(settings, FakeGrader()):
+        await asyncio.sleep(IDLE_MS / 1000)
+        # taskiq-redis reclaims only after a new message arrives: serve's periodic
+        # re-enqueue keeps them coming; here the next answer's task does.
+        await sender.grade(attempt.session_id, 1)
+        await eventually(lambda: graded(harness, attempt.session_id, 1))
+        await eventually(lambda: graded(harness, attempt.session_id, 0))
+
+
+def test_the_worker_command_explains_that_serve_grades_without_redis(
+    monkeypatch: pytest.MonkeyPatch,
+    database_url: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("JWT_SECRET", "worker-test-secret-long-enough-for-hs256")
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+    assert main(["worker"]) == 2
+    assert "grading runs inside `interview-server serve`" in capsys.readouterr().err
+
+
+async def test_the_worker_command_grades_offline_and_stops_on_sigterm(
+    settings: Settings, harness: Harness, sender: GradingQueue, tmp_path: Path
+) -> None:
+    attempt = await harness.start()
+    await harness.answer(attempt, "b", enqueue=False)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url or "",
+        "REDIS_PREFIX": settings.redis_prefix,
+        "JWT_SECRET": str(settings.jwt_secret),
+        "LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "worker.log"
+    with log.open("wb") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "server",
+            "worker",
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=output,
+        )
+    try:
+        await sender.grade(attempt.session_id, 0)
+        async with asyncio.timeout(3 * UNIT_S):  # the child imports everything first
+            while not await graded(harness, attempt.session_id, 0):
+                await asyncio.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(UNIT_S):
+            assert await process.wait() == 0, log.read_text()
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    answer = (await harness.detail(attempt.session_id)).answers[0]
+    assert (answer.score, answer.model) == (2, "rule:mcq")

@@ -1,0 +1,120 @@
+"""The offline grader (evaluators/offline.py), alone and through build_grader."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluators import GraderConfig, build_grader
+from evaluators.grade import QuestionResult, Recommendation
+from evaluators.offline import (
+    MODEL,
+    NOTICE,
+    grade_code_offline,
+    grade_short_answer_offline,
+    recommendation_for,
+    summarise_offline,
+)
+from tests.unit.evaluators._fakes import FakeCompleter, FakeRunner, code, short_answer
+
+
+def test_short_answers_are_graded_by_keyword_coverage() -> None:
+    grade = grade_short_answer_offline(short_answer(points=10), "Atomicity, mostly.")
+
+    assert grade.score == 5
+    assert grade.model == MODEL == "offline"
+    assert grade.feedback["notice"] == NOTICE == "graded offline: no model configured"
+    assert grade.raw is None
+
+
+def test_without_keywords_the_reference_words_are_compared() -> None:
+    question = short_answer([], points=10, sample_solution="An index speeds lookups")
+
+    grade = grade_short_answer_offline(question, "the INDEX is a thing")
+
+    # reference words of 4+ letters: index, speeds, lookups -> 1 of 3
+    assert grade.score == pytest.approx(10 / 3)
+    assert grade.feedback["method"] == "reference_words"
+
+
+def test_with_nothing_to_compare_the_answer_scores_zero_for_review() -> None:
+    grade = grade_short_answer_offline(short_answer([]), "whatever")
+
+    assert grade.score == 0
+    assert grade.feedback["method"] == "none"
+
+
+async def test_code_with_tests_scores_the_pass_rate() -> None:
+    runner = FakeRunner(passed=1)
+
+    grade = await grade_code_offline(code(points=20), "def add(a, b): ...", runner)
+
+    assert grade.score == 5
+    assert grade.feedback["method"] == "tests"
+    assert runner.codes == ["def add(a, b): ..."]
+
+
+@pytest.mark.parametrize(
+    ("answer", "language", "score"),
+    [
+        ("def add(a, b):\n    return a + b", "python", 10),
+        ("add = lambda a, b: a + b", "python", 0),
+        ("def add(a, b) return", "python", 0),
+        ("func add() {}", "go", 0),
+    ],
+)
+async def test_code_without_tests_gets_half_for_a_defined_function(
+    answer: str, language: str, score: float
+) -> None:
+    question = code(points=20, tests=False, language=language)
+
+    grade = await grade_code_offline(question, answer, FakeRunner())
+
+    assert grade.score == score
+    assert grade.feedback["method"] == "structure"
+
+
+@pytest.mark.parametrize(
+    ("percentage", "recommendation"),
+    [
+        (100, Recommendation.STRONG_HIRE),
+        (85, Recommendation.STRONG_HIRE),
+        (84.9, Recommendation.HIRE),
+        (70, Recommendation.HIRE),
+        (50, Recommendation.MAYBE),
+        (49.9, Recommendation.NO_HIRE),
+        (0, Recommendation.NO_HIRE),
+    ],
+)
+def test_recommendations_follow_the_thresholds(
+    percentage: float, recommendation: Recommendation
+) -> None:
+    assert recommendation_for(percentage) is recommendation
+
+
+def test_the_offline_summary_says_where_it_came_from() -> None:
+    results = [
+        QuestionResult(0, "mcq", "easy", 5, 5, "evaluated", False),
+        QuestionResult(1, "code", "hard", 15, 0, "needs_review", True),
+    ]
+
+    summary = summarise_offline(title="Backend", results=results)
+
+    assert (summary.total, summary.max_score, summary.percentage) == (5, 20, 25)
+    assert summary.recommendation is Recommendation.NO_HIRE
+    assert summary.model == "offline"
+    assert NOTICE in summary.text
+    assert summary.text.count(". ") + 1 == 3
+    assert "1 of 2 questions received full marks, and 1 await review" in summary.text
+
+
+async def test_build_grader_without_models_grades_offline_and_never_asks() -> None:
+    completer = FakeCompleter()
+    grader = build_grader(GraderConfig(), completer=completer, runner=FakeRunner())
+
+    short = await grader.grade(short_answer(), "atomicity isolation")
+    written = await grader.grade(code(), "def add(a, b): return a + b")
+    summary = await grader.summarise(title="t", results=[])
+
+    assert (short.model, written.model, summary.model) == ("offline",) * 3
+    assert short.score == 10 and written.score == 20
+    assert completer.requests == []
