@@ -358,7 +358,11 @@ def _now() -> int:
 
 @contextlib.asynccontextmanager
 async def _storage(settings: Settings) -> AsyncIterator[DatabaseStorage]:
-    storage = DatabaseStorage(settings.database_url, pool_max=settings.db_pool_max)
+    storage = DatabaseStorage(
+        settings.database_url,
+        pool_max=settings.db_pool_max,
+        timeout_s=settings.db_timeout_s,
+    )
     await storage.connect()
     try:
         yield storage

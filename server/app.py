@@ -50,7 +50,9 @@ def create_app(
     grader: Grader | None = None,
 ) -> Starlette:
     storage = storage or DatabaseStorage(
-        settings.database_url, pool_max=settings.db_pool_max
+        settings.database_url,
+        pool_max=settings.db_pool_max,
+        timeout_s=settings.db_timeout_s,
     )
     # With REDIS_URL, locks and news are shared by every instance (PRODUCT.md 2).
     redis = (

@@ -66,6 +66,9 @@ class Settings:
     keepalive_s: float = 15.0
     sweep_interval_ms: int = 1000
     db_pool_max: int = 10
+    # A PostgreSQL connect or statement taking longer fails (an unreachable database
+    # refuses writes within this instead of hanging them).
+    db_timeout_s: float = 5.0
     public_url: str | None = None
     log_level: str = "INFO"
     model_short_answer: str | None = None
@@ -116,6 +119,7 @@ class Settings:
             keepalive_s=env.get("KEEPALIVE_S", _positive_float, 15.0),
             sweep_interval_ms=env.get("SWEEP_INTERVAL_MS", _positive_int, 1000),
             db_pool_max=env.get("DB_POOL_MAX", _positive_int, 10),
+            db_timeout_s=env.get("DB_TIMEOUT_S", _positive_float, 5.0),
             public_url=env.get("PUBLIC_URL", _http_url, None),
             log_level=env.get("LOG_LEVEL", _log_level, "INFO"),
             model_short_answer=env.get("MODEL_SHORT_ANSWER", str, None),

@@ -236,7 +236,8 @@ def _driver_errors() -> Iterator[None]:
         raise StorageError(f"integrity violation: {exc}") from exc
     except Exception as exc:
         if _is_unavailable(exc):
-            raise StorageUnavailable(f"database unavailable: {exc}") from exc
+            detail = str(exc) or type(exc).__name__  # a TimeoutError says nothing
+            raise StorageUnavailable(f"database unavailable: {detail}") from exc
         raise
 
 
@@ -304,6 +305,8 @@ def _require_folder(database: str) -> None:
 
 
 WAL_SWITCH_TRIES = 10
+DB_TIMEOUT_S = 5.0
+"""PostgreSQL connect and statement timeout (``DB_TIMEOUT_S``)."""
 
 
 class DatabaseStorage:
@@ -315,15 +318,31 @@ class DatabaseStorage:
     Use one instance per process and SQLite file.
     """
 
-    def __init__(self, url: str, *, pool_min: int = 1, pool_max: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_min: int = 1,
+        pool_max: int = 10,
+        timeout_s: float = DB_TIMEOUT_S,
+    ) -> None:
         self._sqlite = url.startswith("sqlite")
         options: dict[str, Any] = (
             {"factory": _Connections}
             if self._sqlite
-            else {"min_size": pool_min, "max_size": pool_max}
+            else {
+                "min_size": pool_min,
+                "max_size": pool_max,
+                # Without them, a database behind a dropped network holds every
+                # call for the kernel's TCP timeout (connect: 60 s; a statement:
+                # forever). They fail as StorageUnavailable (TimeoutError).
+                "timeout": timeout_s,
+                "command_timeout": timeout_s,
+            }
         )
         compiled_statements.install()
         self._database = Database(url, **options)
+        self._timeout_s = timeout_s
         self._write_lock = asyncio.Lock() if self._sqlite else None
         self._sqlite_pool = reuse_connections(self._database) if self._sqlite else None
         self._interviews: dict[InterviewId, tuple[InterviewRecord, Views]] = {}
@@ -371,9 +390,31 @@ class DatabaseStorage:
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[Connection]:
         lock = self._write_lock or contextlib.nullcontext()
-        async with lock, self._database.connection() as connection:
-            async with connection.transaction():
-                yield connection
+        async with lock:
+            connection = self._database.connection()
+            held = connection._connection_counter
+            try:
+                async with connection, connection.transaction():
+                    yield connection
+            except BaseException:
+                if connection._connection_counter > held:
+                    await self._forget(connection, held)
+                raise
+
+    async def _forget(self, connection: Connection, held: int) -> None:
+        """Undo what ``databases`` 0.9 leaves behind when a transaction's BEGIN,
+        COMMIT or ROLLBACK fails (a lost connection): it keeps the connection
+        counted as in use, so this task would reuse the dead connection for every
+        later call. Give it back to the pool (asyncpg closes a broken one) and let
+        the task start afresh."""
+        connection._connection_counter = held
+        if held:
+            return  # an enclosing block of this task still holds it
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._timeout_s):
+                await connection._connection.release()
+        if self._database._connection is connection:
+            self._database._connection = None
 
     async def _interview(
         self, interview_id: InterviewId

@@ -226,7 +226,11 @@ def install_worker(
     stale_ms: int = STALE_MS,
 ) -> None:
     """Connect storage when the worker starts and build the service its tasks use."""
-    storage = DatabaseStorage(settings.database_url, pool_max=settings.db_pool_max)
+    storage = DatabaseStorage(
+        settings.database_url,
+        pool_max=settings.db_pool_max,
+        timeout_s=settings.db_timeout_s,
+    )
 
     async def started(state: TaskiqState) -> None:
         await storage.connect()
