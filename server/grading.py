@@ -222,7 +222,10 @@ class GradingService:
         await self.publish(job.interview_id, job.session_id, "answer_evaluated", data)
 
     async def _summarise_if_done(self, session_id: SessionId) -> None:
-        # Of the last two grades finishing together, one claims the summary.
+        # Each grade looks after its own commit, so the last to finish sees nothing
+        # pending; of the last two finishing together, one claims the summary.
+        if not await self.results.ready_to_summarise(session_id):
+            return
         now = self.clock()
         if await self.results.claim_summary(session_id, now, stale_ms=self.stale_ms):
             await self.summarise(session_id)
