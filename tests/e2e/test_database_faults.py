@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
-import os
 import time
 from collections.abc import AsyncIterator
 
@@ -41,10 +40,10 @@ def now_ms() -> int:
 def postgres_url(database_url: str) -> str:
     """The test's database, which must be PostgreSQL (the proxy speaks TCP)."""
     if not database_url.startswith("postgresql"):
-        message = "database faults need DATABASE_URL=postgresql://... (TCP proxy)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        # Not a missing service: these tests do not apply to SQLite, which is a file.
+        # A configured PostgreSQL that does not answer fails in the database fixture;
+        # CI's second stage runs them on PostgreSQL.
+        pytest.skip("PostgreSQL only: run with DATABASE_URL=postgresql://...")
     return database_url
 
 
