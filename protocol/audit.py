@@ -6,6 +6,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from protocol.attempt import Answer
 from protocol.ids import Millis
 
 
@@ -38,3 +39,11 @@ class AuditEntry:
     actor: str
     kind: AuditKind
     data: Mapping[str, object] = field(default_factory=dict)
+
+
+def expired(answer: Answer) -> AuditEntry:
+    """The entry of a question the server expired, with ``answer`` as its answer."""
+    data = {"question_index": answer.question_index, "had_draft": answer.had_draft}
+    return AuditEntry(
+        at=answer.submitted_at, actor="server", kind=AuditKind.EXPIRED, data=data
+    )

@@ -36,7 +36,7 @@ from protocol.attempt import (
     save_draft,
     submit,
 )
-from protocol.audit import AuditEntry, AuditKind
+from protocol.audit import AuditEntry, AuditKind, expired as expiry_entry
 from protocol.effects import (
     AttachAttempt,
     Commit,
@@ -268,7 +268,7 @@ class CandidateProtocol:
             return
         outcome = submit(attempt, frame.question_index, frame.answer, now)
         replies = [frames.time_expired(answer) for answer in outcome.expired]
-        audit = [self._expiry_audit(answer) for answer in outcome.expired]
+        audit = [expiry_entry(answer) for answer in outcome.expired]
         match outcome.verdict:
             case Verdict.ACCEPTED | Verdict.DUPLICATE:
                 assert outcome.answer is not None
@@ -308,7 +308,7 @@ class CandidateProtocol:
             return
         outcome = save_draft(attempt, frame.question_index, frame.answer, now)
         replies = [frames.time_expired(answer) for answer in outcome.expired]
-        audit = [self._expiry_audit(answer) for answer in outcome.expired]
+        audit = [expiry_entry(answer) for answer in outcome.expired]
         if outcome.verdict is DraftVerdict.SAVED and outcome.expired:
             # The draft names the question that expiry just made current: persist the
             # expiry first, then decide the draft again.
@@ -341,7 +341,7 @@ class CandidateProtocol:
         after, expired = expire_due(attempt, now)
         if expired:
             replies = [frames.time_expired(answer) for answer in expired]
-            audit = [self._expiry_audit(answer) for answer in expired]
+            audit = [expiry_entry(answer) for answer in expired]
             self._write(attempt, after, replies, audit, None, now, resend=False)
 
     def supersede(self) -> None:
@@ -525,12 +525,6 @@ class CandidateProtocol:
         if self.attempt is None:
             raise InvalidState("not attached to an attempt")
         return self.attempt
-
-    def _expiry_audit(self, answer: Answer) -> AuditEntry:
-        data = {"question_index": answer.question_index, "had_draft": answer.had_draft}
-        return AuditEntry(
-            at=answer.submitted_at, actor="server", kind=AuditKind.EXPIRED, data=data
-        )
 
     def _entry(
         self, kind: AuditKind, at: Millis, data: Mapping[str, object] | None = None

@@ -63,7 +63,7 @@ CLOSE_TIMEOUT_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class _Text:
-    text: str
+    text: str | None  # None: a binary frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +79,19 @@ class _Superseded:
     pass
 
 
+class _TooSlow:
+    """A tick found the send queue full: close 4008 (the client is still there)."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Changed:
     session_id: SessionId
 
 
-_Event = _Text | _Gone | _Expire | _Superseded | _Changed
+_Event = _Text | _Gone | _Expire | _Superseded | _TooSlow | _Changed
 _EXPIRE = _Expire()
 _SUPERSEDED = _Superseded()
+_TOO_SLOW = _TooSlow()
 
 
 async def candidate_endpoint(websocket: WebSocket) -> None:
@@ -181,7 +186,12 @@ class CandidateConnection:
         match event:
             case _Text(text):
                 self.services.metrics.frames.inc()
-                self.protocol.receive_text(text, now)
+                if text is None:
+                    self.protocol.receive_binary(now)
+                else:
+                    self.protocol.receive_text(text, now)
+            case _TooSlow():
+                self._too_slow()
             case _Expire():
                 self.protocol.expire(now)
             case _Superseded():
@@ -216,7 +226,7 @@ class CandidateConnection:
                     self.inbox.put_nowait(_Gone(int(message.get("code") or 1000)))
                     return
                 text = message.get("text")
-                self.inbox.put_nowait(_Text(text if isinstance(text, str) else ""))
+                self.inbox.put_nowait(_Text(text if isinstance(text, str) else None))
                 if self.inbox.qsize() >= INBOX_HIGH:
                     # Stop reading until the handler catches up: TCP pushes back.
                     self.room.clear()
@@ -475,4 +485,4 @@ class CandidateConnection:
             return
         text = self.protocol.tick(now)
         if text is not None and not self.outbox.put_tick(text):
-            self.inbox.put_nowait(_Gone(CloseCode.TOO_SLOW))
+            self.inbox.put_nowait(_TOO_SLOW)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from protocol.attempt import Attempt, change_between, expire_due
-from protocol.audit import AuditEntry, AuditKind
+from protocol.audit import AuditEntry, AuditKind, expired as expiry_entry
 from protocol.ids import Millis, SessionId
 from server.bus import EventBus
 from server.storage import Conflict, Storage, StorageError
@@ -37,18 +37,7 @@ time whose write is still in flight on a connection is stored, not beaten by exp
 
 
 def expiry_audit(attempt: Attempt, after: Attempt) -> list[AuditEntry]:
-    entries = [
-        AuditEntry(
-            at=answer.submitted_at,
-            actor="server",
-            kind=AuditKind.EXPIRED,
-            data={
-                "question_index": answer.question_index,
-                "had_draft": answer.had_draft,
-            },
-        )
-        for answer in change_between(attempt, after).answers
-    ]
+    entries = [expiry_entry(a) for a in change_between(attempt, after).answers]
     if attempt.in_progress and not after.in_progress:
         at = after.completed_at or 0
         entries.append(AuditEntry(at=at, actor="server", kind=AuditKind.COMPLETED))

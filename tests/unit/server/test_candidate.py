@@ -1,0 +1,46 @@
+"""The socket shell's own decisions that need no socket."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server import candidate
+from server.bus import InProcessBus
+from server.candidate import CandidateConnection
+from server.lock import InProcessLock
+from server.scheduler import Scheduler
+from server.services import Services
+from server.settings import Settings
+
+
+def connection() -> CandidateConnection:
+    services = Services(
+        settings=Settings(),
+        storage=Any,  # type: ignore[arg-type]  # never reached by these decisions
+        lock=InProcessLock(),
+        bus=InProcessBus(),
+        scheduler=Scheduler(lambda: 0),
+        clock=lambda: 0,
+    )
+    return CandidateConnection(websocket=None, services=services)  # type: ignore[arg-type]
+
+
+async def test_a_tick_that_overflows_the_queue_closes_4008_to_a_present_client() -> (
+    None
+):
+    shell = connection()
+
+    await shell._handle(candidate._TOO_SLOW)
+
+    assert shell.close_code == 4008
+    assert not shell.peer_gone  # so the close frame is sent, not skipped
+
+
+async def test_a_binary_frame_goes_to_the_core_which_refuses_it_before_auth() -> None:
+    shell = connection()
+
+    await shell._handle(candidate._Text(None))
+
+    sent = shell.protocol.messages_to_send()
+    assert len(sent) == 1 and '"unauthenticated"' in sent[0]
+    assert shell.protocol.close_code == 4401
