@@ -36,14 +36,13 @@ from protocol.definition import parse_definition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server._tables import answers, sessions
 from server.bus import InProcessBus
-from server.grading import GradingService
+from server.grading import CONCURRENCY, GradingService
 from server.migrations import migrate
 from server.results import PENDING, ResultsStore
 from server.settings import Settings
 from server.storage import DatabaseStorage, InterviewRecord
 from server.worker import (
     REQUEUE_INTERVAL_S,
-    WORKER_CONCURRENCY,
     GradingQueue,
     grader_from_settings,
     make_queue,
@@ -537,7 +536,7 @@ class Bench:
             "enqueue_per_s": rate(answers_total, 0, enqueued_ms),
             "summaries_done_s": None if summaries_ms is None else summaries_ms / 1000,
             "latency_ms": summarize(latencies).as_dict(),
-            "worker_concurrency_max": WORKER_CONCURRENCY,
+            "worker_concurrency_max": CONCURRENCY,
             "cpu": {
                 "window_s": wall_s,
                 "workers_s": {name: own for name, (own, _) in worker_cpu.items()},

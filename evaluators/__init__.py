@@ -18,13 +18,14 @@ from evaluators.errors import (
 )
 from evaluators.grade import Grade, Grader, QuestionResult, Recommendation, Summary
 from evaluators.grader import TaskGrader
-from evaluators.litellm_adapter import LitellmCompleter
+from evaluators.litellm_adapter import LitellmCompleter, import_litellm
 from evaluators.prompts import Delimiters, random_delimiter
 from evaluators.sandbox import BubblewrapSandbox, CodeRunner, SandboxLimits
 from evaluators.short_answer import ShortAnswerGrader
 from evaluators.summary import SummaryWriter
 
 __all__ = [
+    "preload",
     "BubblewrapSandbox",
     "CodeRunner",
     "Completer",
@@ -82,3 +83,10 @@ def build_grader(
     if completer is not None and config.model_summary:
         summary = SummaryWriter(completer, config.model_summary, delimiters=delimiters)
     return TaskGrader(runner, short_answer=short_answer, code=code, summary=summary)
+
+
+def preload(config: GraderConfig) -> None:
+    """Import the model library now if ``config`` names a model (seconds of
+    blocking): a worker does it before taking jobs, so that no job waits behind it."""
+    if config.models:
+        import_litellm()

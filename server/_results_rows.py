@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from databases.interfaces import Record
 
-from evaluators.grade import QuestionResult
+from evaluators.grade import Grade, QuestionResult
 from protocol.definition import QuestionDef
-from protocol.ids import InterviewId, SessionId
+from protocol.ids import InterviewId, Millis, SessionId
 
 PENDING = "pending"
 EVALUATED = "evaluated"
@@ -33,6 +33,31 @@ class GradingJob:
     time_expired: bool
     status: str
     attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class Graded:
+    """A job's outcome: the grade to store."""
+
+    grade: Grade
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    """A job's outcome: count the failed try; run it again from ``retry_at``."""
+
+    reason: str
+    retry_at: Millis
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsReview:
+    """A job's outcome: grading failed for good; a person must look."""
+
+    reason: str
+
+
+Outcome = Graded | RetryLater | NeedsReview
 
 
 @dataclass(frozen=True, slots=True)

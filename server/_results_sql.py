@@ -9,7 +9,7 @@ pending answer.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import sqlalchemy as sa
 from databases.core import Connection
@@ -149,3 +149,52 @@ async def insert_audit_line(
         "data": json.dumps(dict(data), separators=(",", ":")),
     }
     await connection.execute(audit_log.insert().values(row))
+
+
+GRADE_COLUMNS = (
+    sa.column("session_id", sa.String),
+    sa.column("question_index", sa.Integer),
+    sa.column("score", sa.Double),
+    sa.column("feedback", sa.Text),
+    sa.column("model", sa.Text),
+    sa.column("prompt_version", sa.Text),
+    sa.column("raw_judgement", sa.Text),
+)
+
+
+def store_grades(rows: Sequence[tuple[object, ...]], now: Millis) -> sa.UpdateBase:
+    """One guarded UPDATE storing many grades (``GRADE_COLUMNS`` per row), for
+    PostgreSQL (``UPDATE ... FROM (VALUES ...)``, which SQLite cannot name); it
+    returns the keys of the answers it changed, the ones still pending."""
+    # Parameters in VALUES would arrive as text: the numbers are cast (databases'
+    # dialect adds no casts of its own).
+    data = [
+        (
+            session_id,
+            sa.cast(sa.literal(index), sa.Integer),
+            sa.cast(sa.literal(score), sa.Double),
+            *texts,
+        )
+        for session_id, index, score, *texts in rows
+    ]
+    grades = sa.values(*GRADE_COLUMNS, name="grades").data(data)
+    return (
+        answers.update()
+        .where(
+            answers.c.session_id == grades.c.session_id,
+            answers.c.question_index == grades.c.question_index,
+            answers.c.evaluation_status == PENDING,
+        )
+        .values(
+            evaluation_status="evaluated",
+            score=grades.c.score,
+            feedback=grades.c.feedback,
+            model=grades.c.model,
+            prompt_version=grades.c.prompt_version,
+            raw_judgement=grades.c.raw_judgement,
+            review_reason=None,
+            evaluated_at=now,
+            grading_attempts=answers.c.grading_attempts + 1,
+        )
+        .returning(answers.c.session_id, answers.c.question_index)
+    )

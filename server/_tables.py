@@ -267,6 +267,9 @@ def answer_rows(
             "time_expired": answer.time_expired,
             "had_draft": answer.had_draft,
             "evaluation_status": "pending",
+            # The write claims the answer's grading job: the shell sends it next
+            # (server.grading), so no second transaction is needed to claim it.
+            "enqueued_at": answer.submitted_at,
         }
         for answer in recorded
     ]

@@ -18,6 +18,7 @@ do, so a job may be lost, run twice or run late without harm:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
@@ -27,13 +28,19 @@ from evaluators.errors import EvaluationError
 from evaluators.grade import Grader, QuestionResult, Recommendation, Summary
 from protocol.attempt import Status
 from protocol.ids import InterviewId, Millis, SessionId
+from server.batching import Batcher
 from server.bus import EventBus, InterviewEvent
 from server.results import (
     EVALUATED,
     NEEDS_REVIEW,
     PENDING,
+    Graded,
     GradingJob,
+    JobKey,
+    NeedsReview,
+    Outcome,
     ResultsStore,
+    RetryLater,
     SummaryJob,
 )
 from server.storage import StorageError
@@ -48,6 +55,10 @@ MAX_SUMMARY_ATTEMPTS = 3
 RETRY_BASE_MS = 5_000
 RETRY_CAP_MS = 5 * 60 * 1000
 MAX_REASON_CHARS = 500
+CONCURRENCY = 64
+"""Grades one process runs at once (``GRADING_CONCURRENCY``): model requests in
+flight, mostly."""
+WRITE_BATCH = 100
 
 COMPUTED = "computed"
 COMPUTED_PROMPT = "thresholds-v1"
@@ -60,7 +71,8 @@ THRESHOLDS = (
 
 
 class JobQueue(Protocol):
-    """Where jobs are sent (``server.worker.GradingQueue``)."""
+    """Where jobs are sent (``server.worker.GradingQueue``): concurrent calls may
+    share one message."""
 
     async def grade(self, session_id: SessionId, index: int) -> None: ...
     async def summarise(self, session_id: SessionId) -> None: ...
@@ -116,6 +128,7 @@ class GradingService:
         stale_ms: int = STALE_MS,
         max_attempts: int = MAX_ATTEMPTS,
         max_summary_attempts: int = MAX_SUMMARY_ATTEMPTS,
+        concurrency: int = CONCURRENCY,
     ) -> None:
         self.results = results
         self.grader = grader
@@ -125,26 +138,38 @@ class GradingService:
         self.stale_ms = stale_ms
         self.max_attempts = max_attempts
         self.max_summary_attempts = max_summary_attempts
+        self._slots = asyncio.Semaphore(concurrency)
+        # Outcomes finishing together are stored in one transaction.
+        self._writes: Batcher[tuple[JobKey, Outcome], bool] = Batcher(
+            self._store, max_items=WRITE_BATCH
+        )
 
     # -- enqueueing -------------------------------------------------------------------
 
     async def answers_recorded(
         self, session_id: SessionId, indexes: Sequence[int]
     ) -> None:
-        """The :data:`server.sweeper.AnswersRecorded` hook: never raises (an answer
-        whose job is not sent stays pending and is found by :meth:`requeue_pending`)."""
+        """The :data:`server.sweeper.AnswersRecorded` hook: send the jobs of answers
+        just written. Their write claimed the jobs (``enqueued_at``,
+        server._tables.answer_rows); a job that cannot be sent is given back, so the
+        next re-enqueue sends it. Never raises: a job neither sent nor given back is
+        sent again once stale."""
         try:
-            await self._enqueue(session_id, indexes)
+            await self._send([(session_id, index) for index in indexes])
         except Exception as exc:
             logger.warning("grading of %s not enqueued yet: %r", session_id, exc)
+            try:
+                await self.results.release_jobs([(session_id, i) for i in indexes])
+            except Exception as again:
+                logger.warning("grading of %s waits until stale: %r", session_id, again)
 
-    async def _enqueue(self, session_id: SessionId, indexes: Sequence[int]) -> int:
-        now = self.clock()
-        claimed = await self.results.mark_enqueued(
-            session_id, indexes, now, stale_ms=self.stale_ms
-        )
-        for index in claimed:
-            await self.queue.grade(session_id, index)
+    async def _send(self, keys: Sequence[JobKey]) -> None:
+        await asyncio.gather(*(self.queue.grade(*key) for key in keys))
+
+    async def _enqueue(self, keys: Sequence[JobKey], now: Millis, stale_ms: int) -> int:
+        """Claim and send the jobs of ``keys`` that have no live job."""
+        claimed = await self.results.claim_jobs(keys, now, stale_ms=stale_ms)
+        await self._send(claimed)
         return len(claimed)
 
     async def requeue_pending(self, *, stale_ms: int | None = None) -> int:
@@ -153,82 +178,107 @@ class GradingService:
         (at startup with the in-process broker, where none can be)."""
         stale_ms = self.stale_ms if stale_ms is None else stale_ms
         now = self.clock()
-        by_session: dict[SessionId, list[int]] = {}
-        for session_id, index in await self.results.due_answers(now, stale_ms=stale_ms):
-            by_session.setdefault(session_id, []).append(index)
-        sent = 0
-        for session_id, indexes in by_session.items():
-            claimed = await self.results.mark_enqueued(
-                session_id, indexes, now, stale_ms=stale_ms
-            )
-            for index in claimed:
-                await self.queue.grade(session_id, index)
-            sent += len(claimed)
+        due = await self.results.due_answers(now, stale_ms=stale_ms)
+        sent = await self._enqueue(due, now, stale_ms) if due else 0
         for session_id in await self.results.due_summaries(now, stale_ms=stale_ms):
             if await self.results.claim_summary(session_id, now, stale_ms=stale_ms):
                 await self.queue.summarise(session_id)
                 sent += 1
         return sent
 
-    # -- one answer -------------------------------------------------------------------
+    # -- answers ----------------------------------------------------------------------
 
     async def grade_answer(self, session_id: SessionId, index: int) -> None:
-        """Grade one answer if it is still pending, then summarise if it was the last.
+        """Grade one answer (see :meth:`grade_answers`)."""
+        await self.grade_answers([(session_id, index)])
+
+    async def grade_answers(self, keys: Sequence[JobKey]) -> None:
+        """Grade the answers still pending among ``keys``, together, then summarise
+        each attempt whose last answer this finished.
 
         Raises:
-            StorageError: the database failed; the job is found again later.
+            StorageError: the database failed; the jobs are found again later.
         """
-        job = await self.results.grading_job(session_id, index)
-        if job is None or job.status != PENDING:
-            return  # a finished job run again changes nothing
         try:
-            grade = await self.grader.grade(job.question, job.answer)
-        except EvaluationError as exc:
-            finished = await self._failed(job, reason_of(exc), retryable=exc.retryable)
+            await self._grade_answers(keys)
         except StorageError:
+            # Give the unfinished jobs back, so the next re-enqueue sends them
+            # rather than waiting for them to go stale (the database may be back).
+            try:
+                await self.results.release_jobs(keys)
+            except StorageError as again:
+                logger.warning("grading jobs wait until stale: %s", again)
             raise
-        except Exception as exc:  # a grader's bug must not lose the answer
-            logger.exception("grader failed on %s question %d", session_id, index)
-            finished = await self._failed(job, reason_of(exc), retryable=True)
-        else:
-            now = self.clock()
-            if await self.results.store_grade(session_id, index, grade, now):
-                details = {"score": grade.score, "max_score": grade.max_score}
-                await self._answer_event(job, EVALUATED, now, details)
-            finished = True
-        if finished:
-            await self._summarise_if_done(session_id)
 
-    async def _failed(self, job: GradingJob, reason: str, *, retryable: bool) -> bool:
-        """Schedule a retry (False) or give up on the answer (True)."""
-        now = self.clock()
-        attempts = job.attempts + 1
-        if retryable and attempts < self.max_attempts:
-            logger.info("grading %s/%d failed, will retry: %s", *_job(job), reason)
-            retry_at = now + retry_delay_ms(attempts)
-            await self.results.schedule_retry(
-                job.session_id, job.index, reason, retry_at
-            )
-            return False
-        logger.warning("grading %s/%d needs review: %s", *_job(job), reason)
-        if await self.results.mark_needs_review(job.session_id, job.index, reason, now):
-            await self._answer_event(job, NEEDS_REVIEW, now, {"reason": reason})
+    async def _grade_answers(self, keys: Sequence[JobKey]) -> None:
+        jobs = await self.results.grading_jobs(keys)
+        ran = await asyncio.gather(
+            *(self._grade(job) for job in jobs), return_exceptions=True
+        )
+        finished = [job.session_id for job, done in zip(jobs, ran, strict=True) if done]
+        if finished:
+            await self._summarise_ready(finished)
+        for outcome in ran:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _grade(self, job: GradingJob) -> bool:
+        """Grade and store one job; whether it is finished (not to be retried)."""
+        try:
+            async with self._slots:
+                grade = await self.grader.grade(job.question, job.answer)
+        except EvaluationError as exc:
+            outcome = self._failure(job, reason_of(exc), retryable=exc.retryable)
+        except Exception as exc:  # a grader's bug must not lose the answer
+            logger.exception("grader failed on %s question %d", *_job(job))
+            outcome = self._failure(job, reason_of(exc), retryable=True)
+        else:
+            outcome = Graded(grade)
+        stored = await self._writes.submit(((job.session_id, job.index), outcome))
+        match outcome:
+            case Graded(grade) if stored:
+                details = {"score": grade.score, "max_score": grade.max_score}
+                await self._answer_event(job, EVALUATED, details)
+            case NeedsReview(reason) if stored:
+                logger.warning("grading %s/%d needs review: %s", *_job(job), reason)
+                await self._answer_event(job, NEEDS_REVIEW, {"reason": reason})
+            case RetryLater(reason):
+                logger.info("grading %s/%d failed, will retry: %s", *_job(job), reason)
+                return False
         return True
 
+    def _failure(self, job: GradingJob, reason: str, *, retryable: bool) -> Outcome:
+        """A retry later, or a person's review once the tries are used up."""
+        attempts = job.attempts + 1
+        if retryable and attempts < self.max_attempts:
+            return RetryLater(reason, self.clock() + retry_delay_ms(attempts))
+        return NeedsReview(reason)
+
+    async def _store(self, outcomes: Sequence[tuple[JobKey, Outcome]]) -> list[bool]:
+        return await self.results.store_outcomes(outcomes, self.clock())
+
     async def _answer_event(
-        self, job: GradingJob, status: str, now: Millis, details: Mapping[str, object]
+        self, job: GradingJob, status: str, details: Mapping[str, object]
     ) -> None:
         data = {"question_index": job.index, "status": status, **details}
         await self.publish(job.interview_id, job.session_id, "answer_evaluated", data)
 
-    async def _summarise_if_done(self, session_id: SessionId) -> None:
-        # Each grade looks after its own commit, so the last to finish sees nothing
-        # pending; of the last two finishing together, one claims the summary.
-        if not await self.results.ready_to_summarise(session_id):
-            return
+    async def _summarise_ready(self, session_ids: Sequence[SessionId]) -> None:
+        # Each grade was committed before this read, so the last to finish sees
+        # nothing pending; of the last two finishing together, one claims the summary.
         now = self.clock()
-        if await self.results.claim_summary(session_id, now, stale_ms=self.stale_ms):
-            await self.summarise(session_id)
+        claimed = [
+            session_id
+            for session_id in await self.results.ready_to_summarise(session_ids)
+            if await self.results.claim_summary(session_id, now, stale_ms=self.stale_ms)
+        ]
+        done = await asyncio.gather(
+            *(self.summarise(session_id) for session_id in claimed),
+            return_exceptions=True,
+        )
+        for result in done:
+            if isinstance(result, BaseException):
+                raise result
 
     # -- the attempt ------------------------------------------------------------------
 
@@ -296,8 +346,13 @@ class GradingService:
         if not await self.results.reevaluate(session_id, by=by, now=self.clock()):
             return False
         detail = await self.results.session_detail(session_id)
-        indexes = [answer.question_index for answer in detail.answers] if detail else []
-        await self.answers_recorded(session_id, indexes)
+        keys = (
+            [(session_id, a.question_index) for a in detail.answers] if detail else []
+        )
+        try:
+            await self._enqueue(keys, self.clock(), self.stale_ms)
+        except Exception as exc:  # the re-enqueue finds them
+            logger.warning("re-evaluation of %s not enqueued yet: %r", session_id, exc)
         return True
 
     async def publish(

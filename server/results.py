@@ -19,7 +19,8 @@ they take its lock in turn and the totals always include the latest override.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import assert_never
 
 import sqlalchemy as sa
 
@@ -34,7 +35,11 @@ from server._results_rows import (
     PENDING,
     AnswerRecord,
     AuditLine,
+    Graded,
     GradingJob,
+    NeedsReview,
+    Outcome,
+    RetryLater,
     SessionDetail,
     SessionSummary,
     SummaryJob,
@@ -55,7 +60,12 @@ __all__ = [
     "SCORE_OVERRIDDEN",
     "AnswerRecord",
     "AuditLine",
+    "Graded",
     "GradingJob",
+    "JobKey",
+    "NeedsReview",
+    "Outcome",
+    "RetryLater",
     "ResultsStore",
     "SessionDetail",
     "SessionSummary",
@@ -68,6 +78,10 @@ SCORE_OVERRIDDEN = AuditKind.SCORE_OVERRIDDEN
 REEVALUATED = AuditKind.REEVALUATED
 # Audit kinds written here. protocol.audit.AuditKind does not list them (yet), so the
 # detail reads the audit log itself, with the kind as a plain string.
+
+
+JobKey = tuple[SessionId, int]
+"""An answer's grading job: its attempt and question index."""
 
 
 class UnknownAnswer(StorageError):
@@ -102,7 +116,6 @@ class ResultsStore:
         rows = await self.database.fetch_all(query)
         return [(SessionId(row["session_id"]), row["question_index"]) for row in rows]
 
-    @translated
     async def mark_enqueued(
         self,
         session_id: SessionId,
@@ -112,21 +125,53 @@ class ResultsStore:
         stale_ms: int,
     ) -> list[int]:
         """Claim these answers' jobs; the indexes claimed (the rest have a live job)."""
-        if not indexes:
+        keys = [(session_id, index) for index in indexes]
+        claimed = await self.claim_jobs(keys, now, stale_ms=stale_ms)
+        return sorted(index for _, index in claimed)
+
+    @translated
+    async def claim_jobs(
+        self, keys: Sequence[JobKey], now: Millis, *, stale_ms: int
+    ) -> list[JobKey]:
+        """Claim these answers' jobs in one statement; the ones claimed (the rest
+        are finished or have a live job)."""
+        if not keys:
             return []
         statement = (
             answers.update()
             .where(
-                answers.c.session_id == session_id,
-                answers.c.question_index.in_(list(indexes)),
+                sa.tuple_(answers.c.session_id, answers.c.question_index).in_(
+                    list(dict.fromkeys(keys))
+                ),
                 sql.answer_due(now, stale_ms),
             )
             .values(enqueued_at=now)
-            .returning(answers.c.question_index)
+            .returning(answers.c.session_id, answers.c.question_index)
         )
         async with self.storage.writing() as connection:
             rows = await connection.fetch_all(statement)
-        return sorted(row["question_index"] for row in rows)
+        claimed = {(row[0], row[1]) for row in rows}
+        return [key for key in dict.fromkeys(keys) if key in claimed]  # keys' order
+
+    @translated
+    async def release_jobs(self, keys: Sequence[JobKey]) -> None:
+        """Give up the claim on jobs that could not be sent or run (the broker or
+        the database failing), so that the next re-enqueue sends them instead of
+        waiting for them to go stale."""
+        if not keys:
+            return
+        statement = (
+            answers.update()
+            .where(
+                sa.tuple_(answers.c.session_id, answers.c.question_index).in_(
+                    list(dict.fromkeys(keys))
+                ),
+                answers.c.evaluation_status == PENDING,
+            )
+            .values(enqueued_at=None)
+        )
+        async with self.storage.writing() as connection:
+            await connection.execute(statement)
 
     @translated
     async def due_summaries(
@@ -142,15 +187,21 @@ class ResultsStore:
         return [SessionId(row["id"]) for row in await self.database.fetch_all(query)]
 
     @translated
-    @translated
-    async def ready_to_summarise(self, session_id: SessionId) -> bool:
-        """A read first: most grades are not the attempt's last, and the claim below
-        is a write transaction (a fifth of an MCQ grade's CPU, measured)."""
+    async def ready_to_summarise(
+        self, session_ids: Iterable[SessionId]
+    ) -> list[SessionId]:
+        """Which of these attempts are ready to summarise, in one read: most grades
+        are not their attempt's last, and the claim below is a write transaction."""
+        wanted = list(dict.fromkeys(session_ids))
+        if not wanted:
+            return []
         query = sa.select(sessions.c.id).where(
-            sessions.c.id == session_id, *sql.READY_TO_SUMMARISE
+            sessions.c.id.in_(wanted), *sql.READY_TO_SUMMARISE
         )
-        return await self.database.fetch_one(query) is not None
+        ready = {row["id"] for row in await self.database.fetch_all(query)}
+        return [session_id for session_id in wanted if session_id in ready]
 
+    @translated
     async def claim_summary(
         self, session_id: SessionId, now: Millis, *, stale_ms: int
     ) -> bool:
@@ -165,7 +216,74 @@ class ResultsStore:
         async with self.storage.writing() as connection:
             return await connection.fetch_one(statement) is not None
 
-    # -- grading one answer -----------------------------------------------------------
+    # -- grading answers --------------------------------------------------------------
+
+    @translated
+    async def grading_jobs(self, keys: Sequence[JobKey]) -> list[GradingJob]:
+        """The jobs of these answers that are still pending, in one query (a
+        finished job run again finds nothing to do)."""
+        if not keys:
+            return []
+        query = (
+            sa.select(
+                answers.c.session_id,
+                answers.c.question_index,
+                answers.c.text,
+                answers.c.time_expired,
+                answers.c.evaluation_status,
+                answers.c.grading_attempts,
+                sessions.c.interview_id,
+            )
+            .select_from(answers.join(sessions, sessions.c.id == answers.c.session_id))
+            .where(
+                sa.tuple_(answers.c.session_id, answers.c.question_index).in_(
+                    [(session_id, index) for session_id, index in dict.fromkeys(keys)]
+                ),
+                answers.c.evaluation_status == PENDING,
+            )
+        )
+        jobs = []
+        for row in await self.database.fetch_all(query):
+            interview = await self._interview(row["interview_id"])  # cached
+            index = row["question_index"]
+            jobs.append(
+                GradingJob(
+                    session_id=SessionId(row["session_id"]),
+                    interview_id=interview.id,
+                    index=index,
+                    question=interview.definition.questions[index],
+                    answer=row["text"],
+                    time_expired=bool(row["time_expired"]),
+                    status=row["evaluation_status"],
+                    attempts=row["grading_attempts"],
+                )
+            )
+        return jobs
+
+    @translated
+    async def store_outcomes(
+        self, outcomes: Sequence[tuple[JobKey, Outcome]], now: Millis
+    ) -> list[bool]:
+        """Store each outcome while its answer is pending, all in one transaction;
+        for each, whether it was stored (a job that ran twice stores once)."""
+        together = [] if self.storage.is_sqlite else _grade_rows(outcomes)
+        applied: set[tuple[str, int]] = set()
+        async with self.storage.writing() as connection:
+            if together:
+                statement = sql.store_grades(together, now)
+                rows = await connection.fetch_all(statement)
+                applied.update((row[0], row[1]) for row in rows)
+            for (session_id, index), outcome in outcomes:
+                if together and isinstance(outcome, Graded):
+                    continue  # stored above
+                statement = _outcome_statement(session_id, index, outcome, now)
+                if await connection.fetch_one(statement) is not None:
+                    applied.add((session_id, index))
+        stored = []
+        for key, _ in outcomes:  # a key twice (a job run twice) is stored once
+            stored.append(key in applied)
+            applied.discard(key)
+        return stored
 
     @translated
     async def grading_job(self, session_id: SessionId, index: int) -> GradingJob | None:
@@ -189,72 +307,14 @@ class ResultsStore:
             attempts=row["grading_attempts"],
         )
 
-    @translated
     async def store_grade(
         self, session_id: SessionId, index: int, grade: Grade, now: Millis
     ) -> bool:
         """Store ``grade`` while the answer is pending; whether it was stored."""
-        return await self._finish(
-            session_id,
-            index,
-            evaluation_status=EVALUATED,
-            score=grade.score,
-            feedback=sql.json_text(dict(grade.feedback)),
-            model=grade.model,
-            prompt_version=grade.prompt_version,
-            raw_judgement=grade.raw,
-            review_reason=None,
-            evaluated_at=now,
+        [stored] = await self.store_outcomes(
+            [((session_id, index), Graded(grade))], now
         )
-
-    @translated
-    async def mark_needs_review(
-        self, session_id: SessionId, index: int, reason: str, now: Millis
-    ) -> bool:
-        """Grading failed for good: a person must look; whether it was marked."""
-        return await self._finish(
-            session_id,
-            index,
-            evaluation_status=NEEDS_REVIEW,
-            review_reason=reason,
-            evaluated_at=now,
-        )
-
-    async def _finish(
-        self, session_id: SessionId, index: int, **values: object
-    ) -> bool:
-        statement = (
-            answers.update()
-            .where(
-                *sql.answer_is(session_id, index),
-                answers.c.evaluation_status == PENDING,
-            )
-            .values(grading_attempts=answers.c.grading_attempts + 1, **values)
-            .returning(answers.c.id)
-        )
-        async with self.storage.writing() as connection:
-            return await connection.fetch_one(statement) is not None
-
-    @translated
-    async def schedule_retry(
-        self, session_id: SessionId, index: int, reason: str, retry_at: Millis
-    ) -> None:
-        """Count a failed try; the re-enqueue runs the job again from ``retry_at``."""
-        statement = (
-            answers.update()
-            .where(
-                *sql.answer_is(session_id, index),
-                answers.c.evaluation_status == PENDING,
-            )
-            .values(
-                grading_attempts=answers.c.grading_attempts + 1,
-                review_reason=reason,
-                enqueued_at=None,
-                retry_at=retry_at,
-            )
-        )
-        async with self.storage.writing() as connection:
-            await connection.execute(statement)
+        return stored
 
     # -- the summary ------------------------------------------------------------------
 
@@ -444,6 +504,65 @@ class ResultsStore:
                 data={"previous_scores": scores},
             )
         return True
+
+
+def _grade_rows(
+    outcomes: Sequence[tuple[JobKey, Outcome]],
+) -> list[tuple[object, ...]]:
+    return [
+        (
+            session_id,
+            index,
+            outcome.grade.score,
+            sql.json_text(dict(outcome.grade.feedback)),
+            outcome.grade.model,
+            outcome.grade.prompt_version,
+            outcome.grade.raw,
+        )
+        for (session_id, index), outcome in outcomes
+        if isinstance(outcome, Graded)
+    ]
+
+
+def _outcome_statement(
+    session_id: SessionId, index: int, outcome: Outcome, now: Millis
+) -> sa.UpdateBase:
+    """The guarded UPDATE that stores ``outcome``; it returns a row when it applied."""
+    match outcome:
+        case Graded(grade):
+            values: dict[str, object] = {
+                "evaluation_status": EVALUATED,
+                "score": grade.score,
+                "feedback": sql.json_text(dict(grade.feedback)),
+                "model": grade.model,
+                "prompt_version": grade.prompt_version,
+                "raw_judgement": grade.raw,
+                "review_reason": None,
+                "evaluated_at": now,
+            }
+        case RetryLater(reason, retry_at):
+            values = {
+                "review_reason": reason,
+                "enqueued_at": None,
+                "retry_at": retry_at,
+            }
+        case NeedsReview(reason):
+            values = {
+                "evaluation_status": NEEDS_REVIEW,
+                "review_reason": reason,
+                "evaluated_at": now,
+            }
+        case _:
+            assert_never(outcome)
+    return (
+        answers.update()
+        .where(
+            *sql.answer_is(session_id, index),
+            answers.c.evaluation_status == PENDING,
+        )
+        .values(grading_attempts=answers.c.grading_attempts + 1, **values)
+        .returning(answers.c.id)
+    )
 
 
 def _maximum(interview: InterviewRecord) -> float:

@@ -75,6 +75,8 @@ class Settings:
     model_code: str | None = None
     model_summary: str | None = None
     model_api_base: str | None = None
+    # Grades one process (a worker, or serve on the embedded default) runs at once.
+    grading_concurrency: int = 64
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -126,6 +128,7 @@ class Settings:
             model_code=env.get("MODEL_CODE", str, None),
             model_summary=env.get("MODEL_SUMMARY", str, None),
             model_api_base=env.get("MODEL_API_BASE", _http_url, None),
+            grading_concurrency=env.get("GRADING_CONCURRENCY", _positive_int, 64),
         )
 
 

@@ -379,6 +379,10 @@ class DatabaseStorage:
         """The pool, for the stores of other tables (``server/results.py``)."""
         return self._database
 
+    @property
+    def is_sqlite(self) -> bool:
+        return self._sqlite
+
     def writing(self) -> contextlib.AbstractAsyncContextManager[Connection]:
         """A write transaction under this instance's write lock (see the class)."""
         return self._writing()

@@ -33,7 +33,7 @@ async def main() -> None:
     settings = Settings.from_environ(os.environ)
     queue = make_queue(settings)
     install_worker(queue, settings, grader=StuckGrader())
-    await run_worker(queue, asyncio.Event())
+    await run_worker(queue, asyncio.Event(), concurrency=settings.grading_concurrency)
 
 
 if __name__ == "__main__":

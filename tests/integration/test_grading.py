@@ -13,7 +13,7 @@ from protocol.definition import InterviewDefinition
 from protocol.ids import SessionId, UserId
 from server.grading import MAX_ATTEMPTS, MAX_SUMMARY_ATTEMPTS, RETRY_CAP_MS, STALE_MS
 from server.results import REEVALUATED, SCORE_OVERRIDDEN
-from server.storage import DatabaseStorage, InterviewRecord
+from server.storage import DatabaseStorage, InterviewRecord, StorageUnavailable
 from tests.integration._grading import GOOD_ANSWERS, Harness, failing
 
 pytestmark = pytest.mark.integration
@@ -110,6 +110,55 @@ async def test_running_a_finished_job_again_changes_nothing(harness: Harness) ->
     assert await harness.detail(session_id) == before
     assert len(harness.grader.graded) == graded
     assert len(harness.grader.summarised) == 1
+
+
+async def test_answers_graded_together_fail_and_finish_one_by_one(
+    harness: Harness,
+) -> None:
+    harness.grader.failures["short_answer"] = failing(
+        1, ModelUnavailable("429", model="m")
+    )
+    finished = await harness.complete(enqueue=False)
+    attempt = await harness.start()
+    attempt = await harness.answer(attempt, "b", enqueue=False)  # still in progress
+
+    await harness.service.grade_answers(
+        [(finished, 0), (finished, 1), (finished, 2), (attempt.session_id, 0)]
+    )
+
+    detail = await harness.detail(finished)
+    assert [a.evaluation_status for a in detail.answers] == [
+        "evaluated",
+        "pending",  # its failed try is counted and retried later
+        "evaluated",
+    ]
+    assert detail.answers[1].grading_attempts == 1
+    assert detail.session.status == Status.COMPLETED  # not summarised yet
+    other = await harness.detail(attempt.session_id)
+    assert other.answers[0].score == 2
+
+    harness.clock.now += RETRY_CAP_MS + 1
+    await harness.service.grade_answers([(finished, 1)])
+    assert (await harness.detail(finished)).session.status == Status.EVALUATED
+    assert harness.kinds(finished).count("evaluated") == 1
+
+
+async def test_jobs_whose_grades_could_not_be_stored_are_sent_at_the_next_pass(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id = await harness.complete(enqueue=False)
+
+    async def database_down(*args: object, **kwargs: object) -> list[bool]:
+        raise StorageUnavailable("database unavailable: test")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(harness.results, "store_outcomes", database_down)
+        with pytest.raises(StorageUnavailable):
+            await harness.service.grade_answers([(session_id, i) for i in range(3)])
+
+    assert await harness.service.requeue_pending() in (3, 4)  # given back (+ summary)
+    await harness.settle()
+    assert (await harness.detail(session_id)).session.status == Status.EVALUATED
 
 
 async def test_retryable_failures_are_retried_then_need_review_with_the_reason(
@@ -228,30 +277,51 @@ async def test_two_summaries_stored_together_are_written_once(harness: Harness) 
         assert (await harness.detail(session_id)).session.status == Status.EVALUATED
 
 
-async def test_an_answer_left_pending_without_a_job_is_enqueued_again(
+async def test_an_answer_whose_job_was_never_sent_is_sent_once_stale(
     harness: Harness,
 ) -> None:
-    session_id = await harness.complete(enqueue=False)  # crashed before enqueueing
+    # The answer's write claims its job; the process died before sending it.
+    session_id = await harness.complete(enqueue=False)
     await harness.settle()
     assert (await harness.detail(session_id)).session.status == Status.COMPLETED
+    assert await harness.service.requeue_pending() == 0  # claimed: maybe running
 
-    assert await harness.service.requeue_pending() == 3
+    harness.clock.now += STALE_MS + 1
+    # The three answers (and, if they were graded meanwhile, the summary).
+    assert await harness.service.requeue_pending() in (3, 4)
     await harness.settle()
 
     assert (await harness.detail(session_id)).session.status == Status.EVALUATED
     assert await harness.service.requeue_pending() == 0
 
 
+async def test_a_job_that_cannot_be_sent_is_given_back_and_sent_at_the_next_pass(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broker_down(session_id: SessionId, index: int) -> None:
+        raise ConnectionError("the broker is down")
+
+    attempt = await harness.start()
+    with monkeypatch.context() as patch:
+        patch.setattr(harness.queue, "grade", broker_down)
+        await harness.answer(attempt, "b")  # the hook does not raise
+    assert (await harness.detail(attempt.session_id)).answers[0].score is None
+
+    assert await harness.service.requeue_pending() == 1  # not stale: given back
+    await harness.settle()
+    assert (await harness.detail(attempt.session_id)).answers[0].score == 2
+
+
 async def test_a_job_is_enqueued_again_only_once_it_went_stale(
     harness: Harness,
 ) -> None:
     attempt = await harness.start()
-    await harness.answer(attempt, "b", enqueue=False)
+    await harness.answer(attempt, "b", enqueue=False)  # claimed by its write...
     now = harness.clock()
     claimed = await harness.results.mark_enqueued(
         attempt.session_id, [0], now, stale_ms=STALE_MS
     )
-    assert claimed == [0]  # and then the job was lost (a worker killed mid-task)
+    assert claimed == []  # ...so nobody else claims it; then the job was lost
 
     harness.clock.now = now + STALE_MS
     assert await harness.service.requeue_pending() == 0

@@ -80,7 +80,9 @@ async def worker(settings: Settings, grader: FakeGrader) -> AsyncIterator[None]:
     queue = make_queue(settings, idle_timeout_ms=IDLE_MS)
     install_worker(queue, settings, grader=grader)
     stop = asyncio.Event()
-    running = asyncio.create_task(run_worker(queue, stop))
+    running = asyncio.create_task(
+        run_worker(queue, stop, concurrency=settings.grading_concurrency)
+    )
     try:
         yield
     finally:
@@ -220,3 +222,45 @@ async def test_the_worker_command_grades_offline_and_stops_on_sigterm(
             await process.wait()
     answer = (await harness.detail(attempt.session_id)).answers[0]
     assert (answer.score, answer.model) == (2, "rule:mcq")
+
+
+async def stream_length(settings: Settings) -> int:
+    async with Redis.from_url(settings.redis_url or "") as redis:
+        return int(await redis.xlen(f"{settings.redis_prefix}grading"))
+
+
+async def test_jobs_sent_together_share_a_message_and_are_all_graded(
+    settings: Settings, harness: Harness, sender: GradingQueue
+) -> None:
+    sessions = [await harness.complete(enqueue=False) for _ in range(4)]
+    keys = [(session_id, index) for session_id in sessions for index in range(3)]
+
+    await asyncio.gather(*(sender.grade(*key) for key in keys))
+    # Sent before the first message left: all twelve travel together.
+    assert await stream_length(settings) == 1
+
+    async with worker(settings, FakeGrader()):
+
+        async def evaluated() -> bool:
+            details = [await harness.detail(session_id) for session_id in sessions]
+            return all(d.session.status == "evaluated" for d in details)
+
+        await eventually(evaluated)
+
+        async def acknowledged() -> bool:
+            return await unacknowledged(settings) == 0
+
+        await eventually(acknowledged)
+
+
+async def test_a_one_job_message_of_an_earlier_version_is_still_graded(
+    settings: Settings, harness: Harness, sender: GradingQueue
+) -> None:
+    attempt = await harness.start()
+    await harness.answer(attempt, "b", enqueue=False)
+    task = sender.broker.find_task("grade_answer")
+    assert task is not None
+
+    async with worker(settings, FakeGrader()):
+        await task.kiq(attempt.session_id, 0)
+        await eventually(lambda: graded(harness, attempt.session_id, 0))

@@ -70,7 +70,7 @@ def test_the_default_completer_is_litellm_and_builds_nothing_yet() -> None:
     assert code_grader is not None
     completer = code_grader._completer
     assert isinstance(completer, LitellmCompleter)
-    assert completer._router is None
+    assert completer._litellm is None
 
 
 def test_the_config_lists_each_model_once_and_hides_the_key() -> None:

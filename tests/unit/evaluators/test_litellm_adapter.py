@@ -10,7 +10,12 @@ import math
 
 from evaluators._judgement import clamp
 from evaluators.config import GraderConfig
-from evaluators.litellm_adapter import LitellmCompleter, _parameters
+from evaluators.litellm_adapter import (
+    BACKOFF_CAP_S,
+    LitellmCompleter,
+    _parameters,
+    backoff_s,
+)
 
 
 def test_each_deployment_gets_the_timeout_and_no_sdk_retries() -> None:
@@ -37,7 +42,15 @@ async def test_closing_an_unused_completer_imports_nothing() -> None:
 
     await completer.aclose()
 
-    assert completer._router is None
+    assert completer._litellm is None
+
+
+def test_retries_back_off_exponentially_with_jitter_up_to_a_cap() -> None:
+    assert backoff_s(0, 0.0) == 0.1
+    assert backoff_s(0, 0.999) < backoff_s(1, 0.0) + 0.1
+    assert backoff_s(1, 0.0) == 0.2
+    assert backoff_s(20, 0.999) <= BACKOFF_CAP_S
+    assert backoff_s(20, 0.0) == BACKOFF_CAP_S / 2
 
 
 def test_clamp_holds_scores_within_bounds() -> None:
