@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from databases.core import Connection
 from databases.interfaces import Record
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from protocol.attempt import Status
 from protocol.ids import Millis, SessionId
@@ -151,33 +153,66 @@ async def insert_audit_line(
     await connection.execute(audit_log.insert().values(row))
 
 
-GRADE_COLUMNS = (
-    sa.column("session_id", sa.String),
-    sa.column("question_index", sa.Integer),
-    sa.column("score", sa.Double),
-    sa.column("feedback", sa.Text),
-    sa.column("model", sa.Text),
-    sa.column("prompt_version", sa.Text),
-    sa.column("raw_judgement", sa.Text),
-)
+def _array(name: str, values: Sequence[object], item: Any) -> sa.ColumnElement[Any]:
+    """One PostgreSQL array parameter: the statement's text does not depend on how
+    many values it holds, so it is compiled and prepared once (an expanding
+    ``IN (...)`` is compiled again for every length)."""
+    return sa.cast(sa.bindparam(name, list(values), type_=ARRAY(item)), ARRAY(item))
 
 
-def store_grades(rows: Sequence[tuple[object, ...]], now: Millis) -> sa.UpdateBase:
-    """One guarded UPDATE storing many grades (``GRADE_COLUMNS`` per row), for
-    PostgreSQL (``UPDATE ... FROM (VALUES ...)``, which SQLite cannot name); it
-    returns the keys of the answers it changed, the ones still pending."""
-    # Parameters in VALUES would arrive as text: the numbers are cast (databases'
-    # dialect adds no casts of its own).
-    data = [
-        (
-            session_id,
-            sa.cast(sa.literal(index), sa.Integer),
-            sa.cast(sa.literal(score), sa.Double),
-            *texts,
+def keys_match(
+    keys: Sequence[tuple[str, int]], *, sqlite: bool
+) -> sa.ColumnElement[bool]:
+    """The answers whose (session, question index) is one of ``keys``."""
+    columns = sa.tuple_(answers.c.session_id, answers.c.question_index)
+    if sqlite:
+        return columns.in_(list(keys))
+    table = (
+        sa.func.unnest(
+            _array("key_sessions", [session for session, _ in keys], sa.Text),
+            _array("key_indexes", [index for _, index in keys], sa.Integer),
         )
-        for session_id, index, score, *texts in rows
-    ]
-    grades = sa.values(*GRADE_COLUMNS, name="grades").data(data)
+        .table_valued("session_id", "question_index")
+        .render_derived()
+    )
+    return columns.in_(sa.select(table.c.session_id, table.c.question_index))
+
+
+def ids_match(
+    column: sa.ColumnElement[str], ids: Sequence[str], *, sqlite: bool
+) -> sa.ColumnElement[bool]:
+    if sqlite:
+        return column.in_(list(ids))
+    return column == sa.any_(_array("ids", ids, sa.Text))
+
+
+def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:
+    """One guarded UPDATE storing many grades, for PostgreSQL: a row per grade of
+    (session, index, score, feedback, model, prompt version, raw judgement) arrives
+    as arrays (``UPDATE ... FROM unnest(...)``, which SQLite lacks); it returns the
+    keys of the answers it changed, the ones still pending."""
+    columns = list(zip(*rows, strict=True))
+    grades = (
+        sa.func.unnest(
+            _array("grade_sessions", columns[0], sa.Text),
+            _array("grade_indexes", columns[1], sa.Integer),
+            _array("grade_scores", columns[2], sa.Double),
+            _array("grade_feedback", columns[3], sa.Text),
+            _array("grade_models", columns[4], sa.Text),
+            _array("grade_prompts", columns[5], sa.Text),
+            _array("grade_raw", columns[6], sa.Text),
+        )
+        .table_valued(
+            "session_id",
+            "question_index",
+            "score",
+            "feedback",
+            "model",
+            "prompt_version",
+            "raw_judgement",
+        )
+        .render_derived()
+    )
     return (
         answers.update()
         .where(

@@ -20,7 +20,7 @@ they take its lock in turn and the totals always include the latest override.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import assert_never
+from typing import Any, assert_never
 
 import sqlalchemy as sa
 
@@ -94,6 +94,7 @@ class ResultsStore:
     def __init__(self, storage: DatabaseStorage) -> None:
         self.storage = storage
         self.database = storage.database
+        self._sqlite = storage.is_sqlite
 
     async def _interview(self, interview_id: InterviewId) -> InterviewRecord:
         interview = await self.storage.get_interview(interview_id)
@@ -140,9 +141,7 @@ class ResultsStore:
         statement = (
             answers.update()
             .where(
-                sa.tuple_(answers.c.session_id, answers.c.question_index).in_(
-                    list(dict.fromkeys(keys))
-                ),
+                sql.keys_match(list(dict.fromkeys(keys)), sqlite=self._sqlite),
                 sql.answer_due(now, stale_ms),
             )
             .values(enqueued_at=now)
@@ -163,9 +162,7 @@ class ResultsStore:
         statement = (
             answers.update()
             .where(
-                sa.tuple_(answers.c.session_id, answers.c.question_index).in_(
-                    list(dict.fromkeys(keys))
-                ),
+                sql.keys_match(list(dict.fromkeys(keys)), sqlite=self._sqlite),
                 answers.c.evaluation_status == PENDING,
             )
             .values(enqueued_at=None)
@@ -196,7 +193,8 @@ class ResultsStore:
         if not wanted:
             return []
         query = sa.select(sessions.c.id).where(
-            sessions.c.id.in_(wanted), *sql.READY_TO_SUMMARISE
+            sql.ids_match(sessions.c.id, wanted, sqlite=self._sqlite),
+            *sql.READY_TO_SUMMARISE,
         )
         ready = {row["id"] for row in await self.database.fetch_all(query)}
         return [session_id for session_id in wanted if session_id in ready]
@@ -236,9 +234,7 @@ class ResultsStore:
             )
             .select_from(answers.join(sessions, sessions.c.id == answers.c.session_id))
             .where(
-                sa.tuple_(answers.c.session_id, answers.c.question_index).in_(
-                    [(session_id, index) for session_id, index in dict.fromkeys(keys)]
-                ),
+                sql.keys_match(list(dict.fromkeys(keys)), sqlite=self._sqlite),
                 answers.c.evaluation_status == PENDING,
             )
         )
@@ -266,7 +262,7 @@ class ResultsStore:
     ) -> list[bool]:
         """Store each outcome while its answer is pending, all in one transaction;
         for each, whether it was stored (a job that ran twice stores once)."""
-        together = [] if self.storage.is_sqlite else _grade_rows(outcomes)
+        together = [] if self._sqlite else _grade_rows(outcomes)
         applied: set[tuple[str, int]] = set()
         async with self.storage.writing() as connection:
             if together:
@@ -508,7 +504,7 @@ class ResultsStore:
 
 def _grade_rows(
     outcomes: Sequence[tuple[JobKey, Outcome]],
-) -> list[tuple[object, ...]]:
+) -> list[tuple[Any, ...]]:
     return [
         (
             session_id,
