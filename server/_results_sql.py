@@ -121,9 +121,8 @@ async def write_totals(
     connection: Connection, session_id: SessionId, maximum: float
 ) -> Totals:
     """Total (effective scores), maximum and percentage, computed from the answers."""
-    query = sa.select(sa.func.coalesce(sa.func.sum(EFFECTIVE_SCORE), 0.0)).where(
-        answers.c.session_id == session_id
-    )
+    total_score = sa.func.coalesce(sa.func.sum(EFFECTIVE_SCORE), 0.0).label("total")
+    query = sa.select(total_score).where(answers.c.session_id == session_id)
     total = float(await connection.fetch_val(query))
     percentage = round(100 * total / maximum, 2) if maximum else 0.0
     await connection.execute(

@@ -425,21 +425,23 @@ async def update_guarded(
 async def insert_answers(
     connection: Connection, session_id: SessionId, recorded: Sequence[Answer]
 ) -> None:
-    if not recorded:
-        return
-    await connection.execute(answers.insert().values(answer_rows(session_id, recorded)))
+    # A row at a time: a single-row statement has one shape, compiled once
+    # (server/_compiled.py); a multi-row VALUES or an IN list is compiled every time.
+    for row in answer_rows(session_id, recorded):
+        await connection.execute(answers.insert().values(row))
     # The drafts of answered questions are never read again.
-    answered = [answer.question_index for answer in recorded]
-    await connection.execute(
-        drafts.delete().where(
-            drafts.c.session_id == session_id, drafts.c.question_index.in_(answered)
-        )
-    )
+    for answer in recorded:
+        if answer.had_draft:
+            await connection.execute(
+                drafts.delete().where(
+                    drafts.c.session_id == session_id,
+                    drafts.c.question_index == answer.question_index,
+                )
+            )
 
 
 async def insert_audit(
     connection: Connection, session_id: SessionId, entries: Sequence[AuditEntry]
 ) -> None:
-    if entries:
-        rows = audit_rows(session_id, entries)
-        await connection.execute(audit_log.insert().values(rows))
+    for row in audit_rows(session_id, entries):  # a row at a time, as above
+        await connection.execute(audit_log.insert().values(row))

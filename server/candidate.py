@@ -411,6 +411,10 @@ class CandidateConnection:
             return
         self.protocol.receive_persisted(now)
         self._reschedule()
+        # The ack goes now: the news and the grading job below are best effort and
+        # found again later (a lost job is re-enqueued), so the candidate need not
+        # wait for two Redis round trips.
+        self._flush()
         await self.services.bus.publish(session_id, self.holder)
         indexes = [answer.question_index for answer in effect.change.answers]
         self.services.metrics.answers.inc(len(indexes))

@@ -7,9 +7,15 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from databases.backends.sqlite import SQLiteConnection
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
+from protocol.definition import InterviewDefinition
+from protocol.ids import UserId
 from server import _compiled
+from server.results import JobKey
 from server.storage import DatabaseStorage
+from tests.integration._grading import GOOD_ANSWERS, Harness
 
 pytestmark = pytest.mark.integration
 
@@ -87,3 +93,49 @@ def test_installing_twice_wraps_once() -> None:
     _compiled.install()
     compile_: Any = SQLiteConnection._compile
     assert not hasattr(compile_.__wrapped__, "__wrapped__")
+
+
+class CompileCounter:
+    """Counts statements SQLAlchemy compiles from scratch (not the expressions
+    ``databases`` turns into column names with ``str()``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = SQLCompiler.__init__
+
+        def counting(compiler: SQLCompiler, *args: Any, **kwargs: Any) -> None:
+            if isinstance(args[1], Executable):
+                self.count += 1
+            original(compiler, *args, **kwargs)
+
+        monkeypatch.setattr(SQLCompiler, "__init__", counting)
+
+
+async def test_the_answer_path_and_batched_grading_compile_nothing_once_warm(
+    storage: DatabaseStorage,
+    definition: InterviewDefinition,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    interview = await storage.create_interview(
+        org="acme", created_by=UserId("rita"), definition=definition, now=1
+    )
+    harness = Harness(storage, interview)
+    await harness.queue.broker.startup()
+
+    async def answered(answers: int) -> list[JobKey]:
+        attempt = await harness.start()
+        for text in GOOD_ANSWERS[:answers]:
+            attempt = await harness.answer(attempt, text, enqueue=False)
+        return [(attempt.session_id, index) for index in range(answers)]
+
+    await harness.service.grade_answers(await answered(3))
+    await harness.service.grade_answers(await answered(2))
+    counter = CompileCounter(monkeypatch)
+    first, second = await answered(3), await answered(1)
+    assert counter.count == 0  # starting, answering, completing
+
+    await harness.service.grade_answers(first)
+    await harness.service.grade_answers(second)  # a batch of another size
+    if not storage.is_sqlite:  # SQLite matches keys with IN lists of each length
+        assert counter.count == 0
+    assert (await harness.detail(first[0][0])).session.status == "evaluated"
