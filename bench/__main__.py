@@ -23,6 +23,8 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_ERROR = 2
 DEFAULT_STEPS = "1000,2000,4000,6000,8000,10000"
+EXAMPLE_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+EXAMPLE_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,12 +85,40 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--server-url",
+        action="append",
+        default=[],
         metavar="URL",
         help="target a running server (ws://127.0.0.1:PORT/ws/candidate) instead of "
-        "starting one; needs --jwt-secret",
+        "starting one; repeat for several instances (sockets are shared round robin, "
+        "reconnects resume on the next instance); needs --jwt-secret",
     )
     parser.add_argument(
-        "--server-pid", type=int, metavar="PID", help="its pid, for CPU and RSS"
+        "--server-pid",
+        action="append",
+        default=[],
+        type=int,
+        metavar="PID",
+        help="the pid of each --server-url, in the same order, for CPU and RSS",
+    )
+    parser.add_argument(
+        "--instances",
+        type=_positive_int,
+        metavar="K",
+        help="server instances the bench starts (default 1; more than one needs "
+        "--database-url and --redis-url)",
+    )
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="run the bench's servers on PostgreSQL: a server URL on which the bench "
+        "creates (and at the end drops) a database bench_<random>, e.g. "
+        f"{EXAMPLE_DATABASE_URL}; needs --redis-url",
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="give the bench's servers this Redis (REDIS_URL, with a fresh "
+        f"REDIS_PREFIX whose keys are deleted at the end), e.g. {EXAMPLE_REDIS_URL}",
     )
     parser.add_argument(
         "--jwt-secret",
@@ -118,9 +148,12 @@ def options_for(args: argparse.Namespace, sockets: int) -> RunOptions:
         reconnects=args.reconnects,
         reconnect_rate=args.reconnect_rate,
         compression=None if args.compression == "none" else args.compression,
-        server_url=args.server_url,
-        server_pid=args.server_pid,
+        server_urls=tuple(args.server_url),
+        server_pids=tuple(args.server_pid),
         jwt_secret=args.jwt_secret,
+        instances=args.instances,
+        database_url=args.database_url,
+        redis_url=args.redis_url,
     )
 
 
@@ -137,7 +170,12 @@ def find_max(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
         if not passed:
             break
         best = sockets
-    summary = {"max_p99_ms": args.max_p99_ms, "largest_passing": best, "runs": runs}
+    summary = {
+        "mode": options_for(args, 1).mode().as_dict(),
+        "max_p99_ms": args.max_p99_ms,
+        "largest_passing": best,
+        "runs": runs,
+    }
     print("\n== find-max ==")
     for run in runs:
         report = run["report"]
@@ -154,6 +192,7 @@ def find_max(args: argparse.Namespace) -> tuple[dict[str, Any], bool]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        options_for(args, args.sockets or 1).mode()  # refuse bad flags at once
         if args.find_max:
             output, ok = find_max(args)
         else:

@@ -54,6 +54,7 @@ class Client:
         "closing",
         "deadline",
         "in_flight_ticks",
+        "instance",
         "last_tick",
         "question_count",
         "question_index",
@@ -69,6 +70,7 @@ class Client:
 
     def __init__(self, user: str, secret: str) -> None:
         self.user = user
+        self.instance = 0  # which server instance it connects to
         self.token = issue_token(
             secret,
             sub=user,

@@ -30,7 +30,11 @@ from typing import IO, Any
 import sqlalchemy as sa
 
 from bench.server import REPO, BenchError, clk_tck
-from bench.stats import summarize
+from bench.stats import (
+    parse_proc_stat_busy as parse_proc_stat_busy,  # re-exported (tests)
+    summarize,
+)
+from bench.storage import admin as _admin, delete_keys as _delete_keys
 from protocol.attempt import begin, change_between, submit
 from protocol.definition import parse_definition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
@@ -168,18 +172,6 @@ def parse_stat_children_cpu(stat: str) -> int:
     the text of /proc/<pid>/stat: fields 16 and 17 of the whole line."""
     fields = stat[stat.rindex(")") + 2 :].split()
     return int(fields[13]) + int(fields[14])
-
-
-def parse_proc_stat_busy(text: str) -> tuple[int, int]:
-    """(busy, total) clock ticks of all cores from the ``cpu`` line of /proc/stat;
-    idle and iowait count as not busy."""
-    for line in text.splitlines():
-        if line.startswith("cpu "):
-            values = [int(value) for value in line.split()[1:]]
-            idle = values[3] + (values[4] if len(values) > 4 else 0)
-            total = sum(values[:8])
-            return total - idle, total
-    raise ValueError("no cpu line in /proc/stat")
 
 
 # -- processes ------------------------------------------------------------------------
@@ -747,26 +739,6 @@ def worker_argv(profile_dir: Path | None, number: int) -> list[str]:
         return [sys.executable, "-m", "server", "worker"]
     output = str(profile_dir.resolve() / f"worker{number}.prof")
     return [sys.executable, "-c", PROFILED_WORKER, output]
-
-
-async def _admin(url: str, statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(url.replace("+asyncpg", "", 1), timeout=10)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-async def _delete_keys(url: str, prefix: str) -> None:
-    from redis.asyncio import Redis
-
-    async with Redis.from_url(url) as redis:
-        for pattern in (f"{prefix}*", f"autoclaim:{prefix}*"):
-            keys = [key async for key in redis.scan_iter(match=pattern, count=1000)]
-            if keys:
-                await redis.delete(*keys)
 
 
 # -- the command ----------------------------------------------------------------------

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from bench.stats import merge_counts, per_socket_kb, percentile, summarize
+from bench.stats import merge_counts, percentile, summarize
 
 if TYPE_CHECKING:
+    from bench.instances import Mode
     from bench.run import RunOptions
 
 MISSED_TICKS_TOLERANCE = 0.001  # of the expected ticks
@@ -16,13 +17,18 @@ MISSED_TICKS_TOLERANCE = 0.001  # of the expected ticks
 def build_report(
     options: RunOptions,
     *,
+    mode: Mode,
     results: list[dict[str, Any]],
     connected: dict[int, int],
     window: tuple[int, int],
     connect_s: float,
     server: dict[str, Any],
+    machine_cpu: float | None,
+    backing_cpu: dict[str, float],
     generator_cpu: list[float],
 ) -> dict[str, Any]:
+    """``server``: :func:`bench.instances.server_figures` (totals and per instance)."""
+
     def joined(key: str) -> list[float]:
         return [value for result in results for value in result[key]]
 
@@ -34,14 +40,11 @@ def build_report(
 
     opened = sum(connected.values())
     expected, received = total("ticks_expected"), total("ticks_received")
-    rss_before, rss_after = server.get("rss_before_kb"), server.get("rss_after_kb")
-    kb_per_socket = None
-    if rss_before is not None and rss_after is not None:
-        kb_per_socket = per_socket_kb(rss_before, rss_after, opened)
     tick_ms = next(
         (r["hello_tick_ms"] for r in results if r["hello_tick_ms"]), options.tick_ms
     )
     report: dict[str, Any] = {
+        "mode": mode.as_dict(),
         "sockets": options.sockets,
         "procs": options.procs,
         "compression": options.compression or "none",
@@ -82,10 +85,14 @@ def build_report(
             "state_ms": summarize(joined("reconnect_ms")).as_dict(),
             "failures": counts("reconnect_failures"),
             "takeovers": total("reconnect_takeovers"),
+            # Each resumes on the next instance: another one when there are several.
+            "cross_instance": mode.instances > 1,
         },
-        "server": {
-            **server,
-            "kb_per_socket": kb_per_socket,
+        "server": server,
+        "machine_cpu_percent": machine_cpu,
+        # Every process of these names, whoever uses them.
+        "backing_cpu_percent": {
+            name: round(cpu, 1) for name, cpu in backing_cpu.items()
         },
         "load_generator": {
             "cpu_percent_per_proc": [round(cpu, 1) for cpu in generator_cpu],
@@ -155,11 +162,16 @@ def format_report(report: dict[str, Any]) -> str:
         report["server"],
     )
     generator = report["load_generator"]
-    rss_before, rss_after = server.get("rss_before_kb"), server.get("rss_after_kb")
+    mode = report["mode"]
+    where = "another instance" if reconnects["cross_instance"] else "the same server"
     lines = [
         "",
-        f"== bench: {report['sockets']} sockets, {report['procs']} client process(es), "
-        f"compression {report['compression']}, tick {report['tick_ms']} ms ==",
+        f"== bench: {mode['label']}; {report['sockets']} sockets, "
+        f"{report['procs']} client process(es), compression {report['compression']}, "
+        f"tick {report['tick_ms']} ms ==",
+        f"ANSWER ACK   {_series(answers['ack_ms'], True)} at {answers['rate_per_s']:g} "
+        f"answers/s ({answers['sent']} sent; {answers['status'] or 'no acks'}; errors "
+        f"{answers['errors'] or 'none'}; unacknowledged {answers['unacknowledged']})",
         f"connect      {connect['opened']} attached in {connect['duration_s']} s "
         f"(at most {connect['rate_per_s']:g}/s); connect-to-state "
         f"{_series(connect['setup_ms'])}; failures {connect['failures'] or 'none'}",
@@ -171,28 +183,59 @@ def format_report(report: dict[str, Any]) -> str:
         f"{ticks['stale']}",
         f"lateness     at client {_series(ticks['client_lateness_ms'], True)}",
         f"             at server {_series(ticks['server_lateness_ms'], True)}",
-        f"answer ack   {_series(answers['ack_ms'])} ({answers['sent']} sent at "
-        f"{answers['rate_per_s']:g}/s; {answers['status'] or 'no acks'}; errors "
-        f"{answers['errors'] or 'none'}; unacknowledged {answers['unacknowledged']})",
         f"reconnect    to state {_series(reconnects['state_ms'])} (sample "
-        f"{reconnects['sample']}; takeovers {reconnects['takeovers']}; failures "
-        f"{reconnects['failures'] or 'none'})",
-        f"server       cpu {_pct(server.get('cpu_percent'))} of one core over the "
-        f"window; rss {_mb(rss_before)} before, {_mb(rss_after)} with the sockets, "
-        f"{_kb(server.get('kb_per_socket'))} per socket",
+        f"{reconnects['sample']}, resumed on {where}; takeovers "
+        f"{reconnects['takeovers']}; failures {reconnects['failures'] or 'none'})",
+        f"server       {_server_figures(server)} (all instances)",
+    ]
+    rows = server.get("instances", [])
+    if len(rows) > 1:
+        for index, row in enumerate(rows):
+            lines.append(
+                f"  instance {index} {_server_figures(row)}; {row['sockets']} sockets, "
+                f"pid {row['pid'] or 'n/a'}"
+            )
+    lines += [
+        f"machine      cpu {_pct(report.get('machine_cpu_percent'))} over the window "
+        "(all processes; 100% = one core), of which "
+        + ", ".join(
+            f"{name} {_pct(cpu)}"
+            for name, cpu in report.get("backing_cpu_percent", {}).items()
+        )
+        + " (all their processes, whoever uses them)",
         f"load gen     cpu per process {generator['cpu_percent_per_proc']} %; event "
         f"loop lag {_series(generator['loop_lag_ms'], True)}",
         f"closes       unexpected {report['unexpected_closes'] or 'none'}; other "
         f"errors {report['error_codes'] or 'none'}; other frames "
         f"{report['other_frames'] or 'none'}",
     ]
-    if "exit_code" in server:
-        lines.append(f"server exit  {server['exit_code']}")
+    if "exit_codes" in server:
+        lines.append(f"server exit  {server['exit_codes']}")
+    logged = server.get("log_warnings") or {}
+    if logged.get("count"):
+        lines.append(f"server log   {logged['count']} line(s) at WARNING or above:")
+        kinds = list(logged["kinds"].items())
+        lines += [f"  {count:>6} x {kind}" for count, kind in _swap(kinds[:5])]
+        if len(kinds) > 5:
+            lines.append(f"  ... and {len(kinds) - 5} other kinds (see the JSON)")
     if report["problems"]:
         lines.append("PROBLEMS     " + "; ".join(report["problems"]))
     else:
         lines.append("result       ok")
     return "\n".join(lines)
+
+
+def _server_figures(figures: dict[str, Any]) -> str:
+    before, after = figures.get("rss_before_kb"), figures.get("rss_after_kb")
+    return (
+        f"cpu {_pct(figures.get('cpu_percent'))} of one core over the window; rss "
+        f"{_mb(before)} before, {_mb(after)} with the sockets, "
+        f"{_kb(figures.get('kb_per_socket'))} per socket"
+    )
+
+
+def _swap(pairs: list[tuple[str, int]]) -> list[tuple[int, str]]:
+    return [(count, kind) for kind, count in pairs]
 
 
 def _series(summary: dict[str, Any], with_max: bool = False) -> str:

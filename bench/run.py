@@ -6,6 +6,7 @@ import collections
 import contextlib
 import math
 import multiprocessing
+import os
 import queue
 import secrets
 import sys
@@ -17,22 +18,30 @@ from multiprocessing.queues import Queue
 from typing import Any, TextIO, TypeVar
 from urllib.parse import urlsplit
 
+from bench.instances import (
+    InstanceFigures,
+    Mode,
+    resolve_mode,
+    server_figures,
+    sockets_per_instance,
+)
 from bench.report import build_report, progress_line
 from bench.server import (
     BenchError,
-    OwnServer,
+    OwnServers,
     clk_tck,
     create_interview,
+    machine_cpu_ticks,
+    named_cpu_ticks,
     process_cpu_ticks,
     process_rss_kb,
     question_count,
-    start_server,
+    start_servers,
     wait_healthy,
 )
 from bench.stats import cpu_percent, split_evenly
 from bench.worker import DRAIN_S, Message, WorkerConfig, worker_entry
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost")
 MAX_SOCKETS_PER_PROC = 10_000
 RUNNING_P99_S = 5.0
 SLACK_S = 60.0
@@ -52,52 +61,83 @@ class RunOptions:
     reconnects: int = 200
     reconnect_rate: float = 20.0
     compression: str | None = None
-    server_url: str | None = None
-    server_pid: int | None = None
+    server_urls: tuple[str, ...] = ()
+    server_pids: tuple[int, ...] = ()
     jwt_secret: str | None = None
+    instances: int | None = None  # None: 1 (own servers) or one per --server-url
+    database_url: str | None = None
+    redis_url: str | None = None
+
+    def mode(self) -> Mode:
+        """Raises: BenchError (flags that make no mode)."""
+        return resolve_mode(
+            server_urls=self.server_urls,
+            server_pids=self.server_pids,
+            instances=self.instances,
+            database_url=self.database_url,
+            redis_url=self.redis_url,
+            jwt_secret=self.jwt_secret,
+        )
 
 
-def check_local(url: str) -> None:
-    """The bench only ever targets this machine."""
-    parts = urlsplit(url)
-    if parts.scheme != "ws" or parts.hostname not in LOCAL_HOSTS:
-        raise BenchError(f"--server-url must be ws://127.0.0.1:PORT/..., got {url!r}")
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The server instances of one run: URLs, pids (maybe none), the secret."""
+
+    mode: Mode
+    ws_urls: list[str]
+    pids: list[int | None]
+    secret: str
 
 
 def run_once(options: RunOptions, out: TextIO = sys.stdout) -> dict[str, Any]:
     """Run the bench once and return the report (see bench/README.md)."""
+    mode = options.mode()
     if options.sockets / options.procs > MAX_SOCKETS_PER_PROC:
         raise BenchError(
             f"{options.sockets} sockets over {options.procs} processes is more than "
             f"{MAX_SOCKETS_PER_PROC} per process (file-descriptor limit): raise --procs"
         )
-    server: OwnServer | None = None
-    pid: int | None
-    if options.server_url is None:
-        print("starting the server...", file=out, flush=True)
-        server = start_server(options.tick_ms)
-        ws_url, secret, pid = server.ws_url, server.secret, server.pid
+    own: OwnServers | None = None
+    if mode.own:
+        print(f"starting the servers ({mode.label})...", file=out, flush=True)
+        own = start_servers(
+            options.tick_ms,
+            instances=mode.instances,
+            database_url=options.database_url,
+            redis_url=options.redis_url,
+        )
+        if own.database is not None:
+            print(
+                f"database {own.database}, redis prefix {own.redis_prefix}",
+                file=out,
+                flush=True,
+            )
+        target = Target(mode, own.ws_urls, list(own.pids), own.secret)
         prefix = "c"
     else:
-        check_local(options.server_url)
-        if not options.jwt_secret:
-            raise BenchError("--server-url needs --jwt-secret (or JWT_SECRET)")
-        ws_url, secret, pid = options.server_url, options.jwt_secret, options.server_pid
+        assert options.jwt_secret is not None  # resolve_mode checked it
+        pids: list[int | None] = list(options.server_pids) or [None] * mode.instances
+        target = Target(mode, list(options.server_urls), pids, options.jwt_secret)
         # Candidates of earlier runs may still have attempts in progress.
         prefix = f"bench-{secrets.token_hex(3)}-c"
-    exit_code: int | None = None
+    exit_codes: list[int | None] = []
+    warnings: dict[str, object] = {}
     try:
-        report = _run(options, ws_url, secret, pid, prefix, out)
+        report = _run(options, target, prefix, out)
     except BaseException:
-        if server is not None:
-            print(f"server log (end):\n{server.log_tail()}", file=out)
+        if own is not None:
+            print(own.log_tails(), file=out)
         raise
     finally:
-        if server is not None:
-            exit_code = server.stop()
-            server.cleanup()
-    if server is not None:
-        report["server"]["exit_code"] = exit_code
+        if own is not None:
+            exit_codes = own.stop()
+            with contextlib.suppress(OSError):
+                warnings = own.log_warnings()
+            own.cleanup()
+    if own is not None:
+        report["server"]["exit_codes"] = exit_codes
+        report["server"]["log_warnings"] = warnings
     return report
 
 
@@ -107,15 +147,12 @@ def _http_url(ws_url: str) -> str:
 
 
 def _run(
-    options: RunOptions,
-    ws_url: str,
-    secret: str,
-    pid: int | None,
-    prefix: str,
-    out: TextIO,
+    options: RunOptions, target: Target, prefix: str, out: TextIO
 ) -> dict[str, Any]:
-    http_url = _http_url(ws_url)
-    wait_healthy(http_url, None)
+    for ws_url in target.ws_urls:
+        wait_healthy(_http_url(ws_url), None)
+    http_url = _http_url(target.ws_urls[0])
+    secret = target.secret
     users = [f"{prefix}{index}" for index in range(options.sockets)]
     ramp_s = options.sockets / options.connect_rate
     time_limit_s = math.ceil(
@@ -137,8 +174,8 @@ def _run(
         questions=questions,
         time_limit_s=time_limit_s,
     )
-    rss_before = process_rss_kb(pid) if pid is not None else None
-    monitor = _Monitor(options, pid, out)
+    rss_before = [_read(process_rss_kb, pid) for pid in target.pids]
+    monitor = _Monitor(options, target.pids, out)
     context = multiprocessing.get_context("spawn")
     results: Queue[Message] = context.Queue()
     inboxes: list[Queue[Message]] = []
@@ -149,7 +186,8 @@ def _run(
             fraction = len(share) / max(1, options.sockets)
             config = WorkerConfig(
                 worker=worker,
-                ws_url=ws_url,
+                ws_urls=tuple(target.ws_urls),
+                first_index=share.start,
                 secret=secret,
                 interview_id=interview_id,
                 users=users[share.start : share.stop],
@@ -206,29 +244,61 @@ def _run(
             with contextlib.suppress(Exception):
                 inbox.put(("stop",))
         _end_workers(procs)
+    opened = sum(monitor.connected.values())
+    assigned = sockets_per_instance(options.sockets, len(target.ws_urls))
+    instances = [
+        InstanceFigures(
+            url=url,
+            pid=pid,
+            sockets=count,
+            cpu_percent=cpu,
+            rss_before_kb=before,
+            rss_after_kb=after,
+        )
+        for url, pid, count, cpu, before, after in zip(
+            target.ws_urls,
+            target.pids,
+            assigned,
+            monitor.server_cpu or [None] * len(target.pids),
+            rss_before,
+            monitor.server_rss_after or [None] * len(target.pids),
+            strict=True,
+        )
+    ]
     return build_report(
         options,
+        mode=target.mode,
         results=[monitor.results[worker] for worker in sorted(monitor.results)],
         connected=monitor.connected,
         window=(start_ms, end_ms),
         connect_s=connected_at - monitor.started,
-        server={
-            "pid": pid,
-            "cpu_percent": monitor.server_cpu,
-            "rss_before_kb": rss_before,
-            "rss_after_kb": monitor.server_rss_after,
-        },
+        server=server_figures(instances, opened),
+        machine_cpu=monitor.machine_cpu,
+        backing_cpu=monitor.backing_cpu,
         generator_cpu=monitor.worker_cpu,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _CpuStart:
+    """The CPU readings at the window's start."""
+
+    began: float  # monotonic
+    servers: list[int | None]
+    machine: tuple[int, int] | None
+    backing: dict[str, int]
+    workers: list[int]
 
 
 class _Monitor:
     """Reads the workers' messages, prints the progress line once a second, and takes
     the /proc readings at the edges of the measuring window."""
 
-    def __init__(self, options: RunOptions, pid: int | None, out: TextIO) -> None:
+    def __init__(
+        self, options: RunOptions, pids: list[int | None], out: TextIO
+    ) -> None:
         self.options = options
-        self.pid = pid
+        self.pids = pids
         self.out = out
         self.started = time.time()
         self.worker_pids: list[int] = []
@@ -237,10 +307,13 @@ class _Monitor:
         self.results: dict[int, dict[str, Any]] = {}
         self.progress: dict[int, dict[str, Any]] = {}
         self.recent: collections.deque[tuple[float, list[float]]] = collections.deque()
-        self.server_cpu: float | None = None
-        self.server_rss_after: int | None = None
+        # Per server instance, set at the window's end.
+        self.server_cpu: list[float | None] | None = None
+        self.server_rss_after: list[int | None] | None = None
+        self.machine_cpu: float | None = None
+        self.backing_cpu: dict[str, float] = {}
         self.worker_cpu: list[float] = []
-        self._cpu_start: tuple[float, int | None, list[int]] | None = None
+        self._cpu_start: _CpuStart | None = None
         self._last_cpu: tuple[float, int] | None = None
         self._next_line = time.monotonic() + 1.0
 
@@ -288,24 +361,43 @@ class _Monitor:
         now_ms = time.time() * 1000
         start_ms, end_ms = self.window
         if self._cpu_start is None and now_ms >= start_ms:
-            self._cpu_start = (
+            self._cpu_start = _CpuStart(
                 time.monotonic(),
                 self._server_ticks(),
+                _read_machine(),
+                named_cpu_ticks(),
                 self._worker_ticks(),
             )
         elif (
             self._cpu_start is not None and self.server_cpu is None and now_ms >= end_ms
         ):
-            began, server_before, workers_before = self._cpu_start
-            wall = time.monotonic() - began
-            server_after = self._server_ticks()
-            if server_before is not None and server_after is not None:
-                self.server_cpu = cpu_percent(
-                    server_before, server_after, clk_tck(), wall
+            start = self._cpu_start
+            wall = time.monotonic() - start.began
+            server_before, machine_before = start.servers, start.machine
+            workers_before = start.workers
+            self.backing_cpu = {
+                # At least 0: a process that exited took its ticks with it.
+                name: max(
+                    0.0,
+                    cpu_percent(start.backing.get(name, 0), ticks, clk_tck(), wall),
                 )
-                self.server_rss_after = _read(process_rss_kb, self.pid)
-            else:
-                self.server_cpu = math.nan
+                for name, ticks in named_cpu_ticks().items()
+            }
+            self.server_cpu = [
+                None
+                if before is None or after is None
+                else cpu_percent(before, after, clk_tck(), wall)
+                for before, after in zip(
+                    server_before, self._server_ticks(), strict=True
+                )
+            ]
+            self.server_rss_after = [_read(process_rss_kb, pid) for pid in self.pids]
+            machine_after = _read_machine()
+            if machine_before is not None and machine_after is not None:
+                busy = machine_after[0] - machine_before[0]
+                total = machine_after[1] - machine_before[1]
+                cores = os.cpu_count() or 1
+                self.machine_cpu = 100 * busy / total * cores if total else None
             self.worker_cpu = [
                 cpu_percent(before, after, clk_tck(), wall)
                 for before, after in zip(
@@ -313,8 +405,8 @@ class _Monitor:
                 )
             ]
 
-    def _server_ticks(self) -> int | None:
-        return _read(process_cpu_ticks, self.pid)
+    def _server_ticks(self) -> list[int | None]:
+        return [_read(process_cpu_ticks, pid) for pid in self.pids]
 
     def _worker_ticks(self) -> list[int]:
         return [_read(process_cpu_ticks, pid) or 0 for pid in self.worker_pids]
@@ -345,9 +437,11 @@ class _Monitor:
         return "/".join(phases) or "drain"
 
     def _server_cpu_now(self) -> float | None:
-        ticks = self._server_ticks()
-        if ticks is None:
+        """All instances together over the last second."""
+        readings = self._server_ticks()
+        if not readings or any(ticks is None for ticks in readings):
             return None
+        ticks = sum(tick for tick in readings if tick is not None)
         now = time.monotonic()
         last, self._last_cpu = self._last_cpu, (now, ticks)
         if last is None or now <= last[0]:
@@ -360,6 +454,13 @@ def _read(reader: Callable[[int], T], pid: int | None) -> T | None:
         return None
     try:
         return reader(pid)
+    except (OSError, ValueError):
+        return None
+
+
+def _read_machine() -> tuple[int, int] | None:
+    try:
+        return machine_cpu_ticks()
     except (OSError, ValueError):
         return None
 

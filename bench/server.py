@@ -1,12 +1,15 @@
 """The server under test: start it as a subprocess, create the interview, read /proc.
 
-The bench's own server runs from a fresh temporary directory with a SQLite database and
-a random JWT secret, listens on 127.0.0.1 only, and is stopped with SIGTERM (SIGKILL
-after a timeout) whatever happens.
+The bench's own servers run from a fresh temporary directory with a random JWT secret,
+on a SQLite file there or on a fresh PostgreSQL database (with Redis), listen on
+127.0.0.1 only, and are stopped with SIGTERM (SIGKILL after a timeout) whatever
+happens; the database and the Redis keys are removed afterwards.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import math
 import os
@@ -24,7 +27,15 @@ from typing import IO, Any
 
 import httpx
 
-from bench.stats import parse_stat_cpu, parse_status_rss_kb
+from bench.stats import (
+    log_kind,
+    log_problems,
+    parse_proc_stat_busy,
+    parse_stat_comm,
+    parse_stat_cpu,
+    parse_status_rss_kb,
+)
+from bench.storage import admin, database_url as bench_database_url, delete_keys
 from server.auth import issue_token
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,6 +45,7 @@ STOP_TIMEOUT_S = 15.0
 INVITE_BATCH = 1000
 BENCH_ORG = "bench"
 ANSWER_TEXT = "bench answer"
+LOG_KINDS_SHOWN = 5
 
 
 class BenchError(Exception):
@@ -60,14 +72,39 @@ def process_rss_kb(pid: int) -> int:
     return parse_status_rss_kb(Path(f"/proc/{pid}/status").read_text())
 
 
+BACKING_SERVICES = ("postgres", "redis-server")
+"""Processes whose CPU the report shows next to the servers' (by command name)."""
+
+
+def named_cpu_ticks(names: tuple[str, ...] = BACKING_SERVICES) -> dict[str, int]:
+    """utime+stime of every process of this machine named one of ``names``, summed by
+    name (a process that exits between two readings takes its ticks with it)."""
+    totals = dict.fromkeys(names, 0)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name = parse_stat_comm(stat)
+        if name in totals:
+            totals[name] += parse_stat_cpu(stat)
+    return totals
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores (/proc/stat)."""
+    return parse_proc_stat_busy(Path("/proc/stat").read_text())
+
+
 @dataclass
 class OwnServer:
     """A server subprocess started by the bench; ``stop()`` always ends it."""
 
     process: subprocess.Popen[bytes]
     port: int
-    secret: str
-    directory: Path
+    log_path: Path
     log: IO[bytes]
 
     @property
@@ -83,10 +120,16 @@ class OwnServer:
         return f"http://{HOST}:{self.port}"
 
     def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def log_text(self) -> str:
         if not self.log.closed:
             self.log.flush()
-        text = (self.directory / "server.log").read_text(errors="replace")
-        return "\n".join(text.splitlines()[-lines:])
+        return self.log_path.read_text(errors="replace")
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
 
     def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after a timeout; the exit code (None if killed)."""
@@ -102,33 +145,137 @@ class OwnServer:
         self.log.close()
         return code
 
+
+@dataclass
+class OwnServers:
+    """The bench's own server instances and what they share: a JWT secret, a
+    temporary directory (logs; the SQLite file), and in production mode a PostgreSQL
+    database and a Redis key prefix of their own. ``stop()`` then ``cleanup()``
+    always end and remove them all."""
+
+    servers: list[OwnServer]
+    secret: str
+    directory: Path
+    admin_url: str | None = None  # the PostgreSQL server the database is on
+    database: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str | None = None
+
+    @property
+    def ws_urls(self) -> list[str]:
+        return [server.ws_url for server in self.servers]
+
+    @property
+    def pids(self) -> list[int]:
+        return [server.pid for server in self.servers]
+
+    def log_tails(self, lines: int = 30) -> str:
+        return "\n".join(
+            f"server {index} log (end):\n{server.log_tail(lines)}"
+            for index, server in enumerate(self.servers)
+        )
+
+    def log_warnings(self) -> dict[str, object]:
+        """How many lines the instances logged at WARNING or above, by kind
+        (:func:`bench.stats.log_kind`), the most frequent first."""
+        kinds = collections.Counter(
+            log_kind(line)
+            for server in self.servers
+            for line in log_problems(server.log_text())
+        )
+        return {"count": kinds.total(), "kinds": dict(kinds.most_common())}
+
+    def stop(self) -> list[int | None]:
+        """Every instance at once: SIGTERM, SIGKILL after a timeout; exit codes."""
+        for server in self.servers:
+            server.terminate()
+        return [server.stop() for server in self.servers]
+
     def cleanup(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Drop the database (WITH (FORCE)), delete the prefix's Redis keys, remove
+        the directory; each even if another fails."""
+        try:
+            if self.redis_url is not None and self.redis_prefix is not None:
+                with contextlib.suppress(Exception):
+                    asyncio.run(delete_keys(self.redis_url, self.redis_prefix))
+            if self.admin_url is not None and self.database is not None:
+                drop = f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)'
+                try:
+                    asyncio.run(admin(self.admin_url, drop))
+                except Exception as exc:
+                    raise BenchError(
+                        f"could not drop the database {self.database} ({exc!r}): "
+                        f"drop it by hand: {drop}"
+                    ) from exc
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
-def start_server(tick_ms: int, *, keep_dir: bool = False) -> OwnServer:
-    """Migrate a fresh database and serve it; returns once /healthz answers.
+def start_servers(
+    tick_ms: int,
+    *,
+    instances: int = 1,
+    database_url: str | None = None,
+    redis_url: str | None = None,
+) -> OwnServers:
+    """Migrate a fresh database once and serve it from ``instances`` processes on
+    free ports; returns once every /healthz answers.
+
+    Without ``database_url``: a SQLite file in a temporary directory (one instance
+    only). With it (a PostgreSQL server URL): a database ``bench_<random>`` created
+    on that server. With ``redis_url``: ``REDIS_URL`` and a ``REDIS_PREFIX`` of
+    ``bench-<random>:``, so grading jobs go to a Redis stream of their own.
 
     Raises:
-        BenchError: migrate failed, or the server exited or did not answer in time
-            (the message holds the end of its log).
+        BenchError: the database could not be created or migrated, or a server
+            exited or did not answer in time (the message holds the end of its log).
     """
+    if instances > 1 and (database_url is None or redis_url is None):
+        raise BenchError("several instances need a PostgreSQL database and Redis")
     directory = Path(tempfile.mkdtemp(prefix="interview-bench-"))
-    secret = secrets.token_urlsafe(48)
+    token = secrets.token_hex(4)
+    own = OwnServers([], secrets.token_urlsafe(48), directory)
     env = {
         **os.environ,
-        "DATABASE_URL": f"sqlite:///{directory}/bench.db",
-        "JWT_SECRET": secret,
+        "JWT_SECRET": own.secret,
         "LOG_LEVEL": "WARNING",
         "TICK_INTERVAL_MS": str(tick_ms),
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "HF_HUB_OFFLINE": "1",
     }
-    for name in ("PUBLIC_URL", "REDIS_URL", "ALLOWED_ORIGINS"):
+    for name in ("PUBLIC_URL", "REDIS_URL", "REDIS_PREFIX", "ALLOWED_ORIGINS"):
         env.pop(name, None)
-    command = [sys.executable, "-m", "server"]
+    try:
+        if database_url is None:
+            env["DATABASE_URL"] = f"sqlite:///{directory}/bench.db"
+        else:
+            database = f"bench_{token}"
+            asyncio.run(admin(database_url, f'CREATE DATABASE "{database}"'))
+            own.admin_url, own.database = database_url, database
+            env["DATABASE_URL"] = bench_database_url(database_url, database)
+        if redis_url is not None:
+            own.redis_url, own.redis_prefix = redis_url, f"bench-{token}:"
+            env["REDIS_URL"], env["REDIS_PREFIX"] = redis_url, own.redis_prefix
+        _migrate(env)
+        for index in range(instances):
+            own.servers.append(_spawn(env, directory / f"server-{index}.log"))
+        for server in own.servers:
+            _wait_started(server)
+    except BaseException as exc:
+        own.stop()
+        tails = own.log_tails() if own.servers else ""
+        own.cleanup()
+        if isinstance(exc, BenchError):
+            raise BenchError(f"{exc}\n{tails}".rstrip()) from exc
+        if isinstance(exc, Exception):
+            raise BenchError(f"could not start the servers: {exc!r}") from exc
+        raise
+    return own
+
+
+def _migrate(env: dict[str, str]) -> None:
     migrate = subprocess.run(
-        [*command, "migrate"],
+        [sys.executable, "-m", "server", "migrate"],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -136,32 +283,32 @@ def start_server(tick_ms: int, *, keep_dir: bool = False) -> OwnServer:
     )
     if migrate.returncode != 0:
         output = (migrate.stdout + migrate.stderr).decode(errors="replace")
-        shutil.rmtree(directory, ignore_errors=True)
         raise BenchError(
             f"`python -m server migrate` exited with {migrate.returncode}:\n{output}"
         )
+
+
+def _spawn(env: dict[str, str], log_path: Path) -> OwnServer:
     port = free_port()
-    log = (directory / "server.log").open("wb")
+    log = log_path.open("wb")
     process = subprocess.Popen(
-        [*command, "serve", "--host", HOST, "--port", str(port)],
+        [sys.executable, "-m", "server", "serve", "--host", HOST, "--port", str(port)],
         cwd=REPO,
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a Ctrl-C in the terminal reaches the bench only
     )
-    server = OwnServer(process, port, secret, directory, log)
+    return OwnServer(process, port, log_path, log)
+
+
+def _wait_started(server: OwnServer) -> None:
     try:
-        wait_healthy(server.http_url, process)
-    except BaseException as exc:
-        server.stop()
-        tail = server.log_tail()
-        if not keep_dir:
-            server.cleanup()
+        wait_healthy(server.http_url, server.process)
+    except BenchError as exc:
         raise BenchError(
-            f"the server did not become healthy ({exc}); its log:\n{tail}"
+            f"the server on port {server.port} did not become healthy ({exc})"
         ) from exc
-    return server
 
 
 def wait_healthy(http_url: str, process: subprocess.Popen[bytes] | None) -> None:

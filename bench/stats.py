@@ -111,6 +111,12 @@ def parse_stat_cpu(stat: str) -> int:
     return int(fields[11]) + int(fields[12])
 
 
+def parse_stat_comm(stat: str) -> str:
+    """The command name (field 2, between the first ``(`` and the last ``)``) from
+    the text of /proc/<pid>/stat."""
+    return stat[stat.index("(") + 1 : stat.rindex(")")]
+
+
 def parse_status_rss_kb(status: str) -> int:
     """VmRSS in kB from the text of /proc/<pid>/status."""
     for line in status.splitlines():
@@ -119,10 +125,49 @@ def parse_status_rss_kb(status: str) -> int:
     raise ValueError("no VmRSS line (is the process a zombie?)")
 
 
+def parse_proc_stat_busy(text: str) -> tuple[int, int]:
+    """(busy, total) clock ticks of all cores from the ``cpu`` line of /proc/stat;
+    idle and iowait count as not busy."""
+    for line in text.splitlines():
+        if line.startswith("cpu "):
+            values = [int(value) for value in line.split()[1:]]
+            idle = values[3] + (values[4] if len(values) > 4 else 0)
+            total = sum(values[:8])
+            return total - idle, total
+    raise ValueError("no cpu line in /proc/stat")
+
+
 def per_socket_kb(rss_before_kb: int, rss_after_kb: int, sockets: int) -> float | None:
     if sockets <= 0:
         return None
     return (rss_after_kb - rss_before_kb) / sockets
+
+
+LOG_PROBLEM_LEVELS = (" WARNING ", " ERROR ", " CRITICAL ")
+
+
+def log_problems(text: str) -> list[str]:
+    """The lines of a server log (``<date> <time> LEVEL logger: message``) logged at
+    WARNING or above, in order."""
+    return [
+        line
+        for line in text.splitlines()
+        if any(level in line[:40] for level in LOG_PROBLEM_LEVELS)
+    ]
+
+
+LOG_KIND_CHARS = 60
+
+
+def log_kind(line: str) -> str:
+    """A log line without its date and time, its message cut to
+    ``LOG_KIND_CHARS``: lines of one kind (but about different sessions) count
+    together."""
+    parts = line.split(" ", 4)
+    if len(parts) < 5:
+        return line[:LOG_KIND_CHARS]
+    _, _, level, logger, message = parts
+    return f"{level} {logger} {message[:LOG_KIND_CHARS]}"
 
 
 def merge_counts(counts: Iterable[dict[str, int]]) -> dict[str, int]:

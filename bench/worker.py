@@ -20,6 +20,7 @@ from multiprocessing.queues import Queue
 from typing import Any
 
 from bench.client import AttachError, Client, epoch_ms, failure_reason
+from bench.instances import instance_of, reconnect_instance
 from bench.server import ANSWER_TEXT
 from bench.stats import expected_ticks, intended_tick
 
@@ -34,7 +35,8 @@ Message = tuple[Any, ...]
 @dataclass(frozen=True, slots=True)
 class WorkerConfig:
     worker: int
-    ws_url: str
+    ws_urls: tuple[str, ...]  # the server instances, shared round robin
+    first_index: int  # the index of this worker's first socket over all workers
     secret: str
     interview_id: str
     users: list[str]
@@ -72,6 +74,9 @@ class Worker:
         self.out = out
         self.tick_ms = config.tick_ms
         self.clients = [Client(user, config.secret) for user in config.users]
+        instances = len(config.ws_urls)
+        for offset, client in enumerate(self.clients):
+            client.instance = instance_of(config.first_index + offset, instances)
         self.phase = "connecting"
         self.window: tuple[int, int] | None = None
         self.recording = False
@@ -151,7 +156,7 @@ class Worker:
 
     async def _attach(self, client: Client, *, resume: bool) -> bool:
         _, took_over = await client.attach(
-            self.config.ws_url,
+            self.config.ws_urls[client.instance],
             self.config.interview_id,
             resume=resume,
             compression=self.config.compression,
@@ -333,6 +338,8 @@ class Worker:
 
     async def _reconnect(self, client: Client) -> None:
         await client.close()
+        # With several instances the candidate comes back on another one.
+        client.instance = reconnect_instance(client.instance, len(self.config.ws_urls))
         started = time.perf_counter()
         try:
             took_over = await self._attach(client, resume=True)
