@@ -23,7 +23,7 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
 
 from redis.asyncio import Redis
 from taskiq import (
@@ -34,6 +34,7 @@ from taskiq import (
     TaskiqEvents,
     TaskiqState,
 )
+from taskiq.acks import AckableMessage
 from taskiq.message import BrokerMessage
 from taskiq.receiver import Receiver
 from taskiq_redis import RedisStreamBroker
@@ -61,6 +62,7 @@ STREAM_MAXLEN = 100_000
 REQUEUE_INTERVAL_S = 5.0
 JOBS_PER_MESSAGE = 100
 """Jobs sent together share one message, up to this many."""
+START_WAIT_S = 1.0
 ACKS_PER_CALL = 500
 XREAD_COUNT = 1
 """Messages a worker takes per read: one, so that messages (up to a hundred jobs
@@ -88,23 +90,95 @@ def _grading(state: TaskiqState = _STATE) -> GradingService:
 _GRADING = TaskiqDepends(_grading)
 
 
+def _capacity(state: TaskiqState = _STATE) -> Capacity:
+    capacity: Capacity | None = getattr(state, "capacity", None)
+    return capacity or Capacity(0)
+
+
+_CAPACITY = TaskiqDepends(_capacity)
+
+
 async def grade_answers(
-    jobs: list[tuple[str, int]], grading: GradingService = _GRADING
+    jobs: list[tuple[str, int]],
+    grading: GradingService = _GRADING,
+    capacity: Capacity = _CAPACITY,
 ) -> None:
-    await grading.grade_answers(
-        [(SessionId(session), index) for session, index in jobs]
-    )
+    with capacity.holding(len(jobs)):
+        keys = [(SessionId(session), index) for session, index in jobs]
+        await grading.grade_answers(keys)
 
 
 async def grade_answer(
-    session_id: str, index: int, grading: GradingService = _GRADING
+    session_id: str,
+    index: int,
+    grading: GradingService = _GRADING,
+    capacity: Capacity = _CAPACITY,
 ) -> None:
     """One job per message: what versions before ``grade_answers`` sent."""
-    await grading.grade_answer(SessionId(session_id), index)
+    with capacity.holding(1):
+        await grading.grade_answer(SessionId(session_id), index)
 
 
-async def summarise(session_id: str, grading: GradingService = _GRADING) -> None:
-    await grading.summarise(SessionId(session_id))
+async def summarise(
+    session_id: str,
+    grading: GradingService = _GRADING,
+    capacity: Capacity = _CAPACITY,
+) -> None:
+    with capacity.holding(1):
+        await grading.summarise(SessionId(session_id))
+
+
+class Capacity:
+    """The jobs a worker holds, so that it reads another message only when it has
+    room for it (``limit`` jobs): a burst stays in Redis for the other workers
+    instead of queueing behind the grades of whichever worker read first.
+    ``limit`` 0 means no limit.
+
+    A message's jobs count from the moment its task starts; until then the message
+    counts as taken. :meth:`room` is awaited before each read (StreamBroker.listen).
+    """
+
+    def __init__(self, limit: int, *, start_wait_s: float = START_WAIT_S) -> None:
+        self.limit = limit
+        self.start_wait_s = start_wait_s
+        self.held = 0
+        self.taken = 0
+        self.started = 0
+        self._changed = asyncio.Event()
+
+    def took(self) -> None:
+        """A message was handed to taskiq."""
+        self.taken += 1
+
+    @contextlib.contextmanager
+    def holding(self, jobs: int) -> Iterator[None]:
+        """A message's task runs with ``jobs`` jobs."""
+        self.started += 1
+        self.held += jobs
+        self._changed.set()
+        try:
+            yield
+        finally:
+            self.held -= jobs
+            self._changed.set()
+
+    async def room(self) -> None:
+        """Until the messages taken have started and fewer than ``limit`` jobs are
+        held. A message that never starts (taskiq could not run it) is given up on
+        after ``start_wait_s``."""
+        if not self.limit:
+            return
+        try:
+            async with asyncio.timeout(self.start_wait_s):
+                await self._until(lambda: self.started >= self.taken)
+        except TimeoutError:
+            self.started = max(self.started, self.taken)
+        await self._until(lambda: self.held < self.limit)
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self._changed.clear()
+            await self._changed.wait()
 
 
 class GradingQueue:
@@ -183,6 +257,8 @@ class StreamBroker(RedisStreamBroker):
 
     def __init__(self, url: str, **kwargs: object) -> None:
         super().__init__(url, **kwargs)  # type: ignore[arg-type]
+        self.capacity = Capacity(0)
+        """Set by a worker: reads wait for room."""
         self._client: Redis | None = None
         self._acks: Batcher[tuple[str, str], None] = Batcher(
             self._ack, max_items=ACKS_PER_CALL
@@ -208,6 +284,14 @@ class StreamBroker(RedisStreamBroker):
             maxlen=self.maxlen,
             approximate=self.approximate,
         )
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """taskiq-redis's reads (one message each, ``XREAD_COUNT``), each once the
+        worker has room (:class:`Capacity`)."""
+        async for message in super().listen():
+            self.capacity.took()
+            yield message
+            await self.capacity.room()
 
     def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
         async def ack() -> None:
@@ -339,6 +423,11 @@ def install_worker(
         await storage.disconnect()
 
     queue.broker.is_worker_process = True
+    # Room for the grades running and as many waiting, to keep the pipeline full.
+    capacity = Capacity(2 * settings.grading_concurrency)
+    queue.broker.state.capacity = capacity
+    if isinstance(queue.broker, StreamBroker):
+        queue.broker.capacity = capacity
     queue.broker.add_event_handler(TaskiqEvents.WORKER_STARTUP, started)
     queue.broker.add_event_handler(TaskiqEvents.WORKER_SHUTDOWN, stopped)
 
