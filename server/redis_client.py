@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -36,6 +36,8 @@ Reconnected = Callable[[], None]
 
 CONNECT_TIMEOUT_S = 1.0
 COMMAND_TIMEOUT_S = 2.0
+MAX_CONNECTIONS = 100
+"""Redis connections per process; more callers wait (up to COMMAND_TIMEOUT_S)."""
 MIN_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 1.0
 READ_POLL_S = 1.0
@@ -43,6 +45,9 @@ PING_EVERY_S = 5.0
 SILENT_PINGS = 3
 """A subscriber connection that answered nothing, not even a ping, for this many ping
 intervals is dead (a half-open TCP connection never raises); it is made again."""
+CLOSE_TIMEOUT_S = 2.0
+"""How long :meth:`RedisClient.close` waits for its tasks to end, then for the pool."""
+RECANCEL_EVERY_S = 0.05
 
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
@@ -75,14 +80,20 @@ class RedisClient:
         self.instance = uuid.uuid4().hex
         # One quick retry (no backoff) gets past a pooled connection that died with
         # a restarted server; the subscriber loop below does the patient retrying.
-        self.redis: Redis = Redis.from_url(
+        # A blocking pool: a burst (a thousand sockets closing at once, each releasing
+        # its lock) waits for a connection instead of failing with
+        # MaxConnectionsError, as redis-py's default pool does when it runs out.
+        pool = BlockingConnectionPool.from_url(
             url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=COMMAND_TIMEOUT_S,
             decode_responses=True,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_timeout=COMMAND_TIMEOUT_S,
             socket_keepalive=True,
             retry=Retry(NoBackoff(), 1),
         )
+        self.redis: Redis = Redis.from_pool(pool)
         self._channels: dict[str, Handler] = {}
         self._patterns: dict[str, Handler] = {}
         self._reconnected: list[Reconnected] = []
@@ -119,7 +130,8 @@ class RedisClient:
         self._reconnected.append(callback)
 
     def every(self, interval_s: float, job: Periodic) -> None:
-        """Run ``job`` every ``interval_s`` from start() to close(); must not raise."""
+        """Run ``job`` every ``interval_s`` from start() to close(); should not raise
+        (an exception is logged and the job runs again at the next interval)."""
         self._before_start()
         self._periodic.append((interval_s, job))
 
@@ -147,11 +159,14 @@ class RedisClient:
             logger.warning("redis is not reachable yet; retrying in the background")
 
     async def close(self) -> None:
+        """Stop the background tasks, then the pool; bounded whatever Redis does."""
         tasks = [*self._tasks, *([self._subscriber] if self._subscriber else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await self.redis.aclose()
+        await _stop(tasks)
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.redis.aclose()
+        except REDIS_FAILURES as exc:
+            logger.warning("redis pool did not close cleanly: %r", exc)
 
     async def ping(self) -> bool:
         try:
@@ -189,7 +204,8 @@ class RedisClient:
                 self._lost(exc)
             finally:
                 with contextlib.suppress(*REDIS_FAILURES):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py
+                    async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
             backoff = min(2 * backoff, MAX_BACKOFF_S)
 
@@ -228,7 +244,8 @@ class RedisClient:
                 raise TimeoutError(f"redis silent for {now - heard:.1f} s")
             if now - pinged >= self.ping_every_s:
                 pinged = now
-                await pubsub.ping()
+                async with asyncio.timeout(COMMAND_TIMEOUT_S):
+                    await pubsub.ping()
 
     def _dispatch(self, message: dict[str, Any]) -> None:
         kind = message["type"]
@@ -253,4 +270,34 @@ class RedisClient:
 async def _repeat(interval_s: float, job: Periodic) -> None:
     while True:
         await asyncio.sleep(interval_s)
-        await job()
+        try:
+            await job()
+        except Exception:  # a bug must not stop the job (lease renewal) for good
+            logger.exception("redis periodic job failed")
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel ``tasks`` and wait up to ``CLOSE_TIMEOUT_S`` for them to end.
+
+    A cancellation can be lost, so it is repeated until the task ends: on Python
+    3.11, ``asyncio.wait_for`` (which redis-py sends every command through when a
+    socket timeout is set) returns the result of a send that completed in the loop
+    iteration the cancellation arrived in, and drops the cancellation (CPython
+    bpo-42130, gh-86296; fixed in 3.12). A renewal loop that lost it would go on
+    renewing, and ``close()`` would wait for it forever.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + CLOSE_TIMEOUT_S
+    pending = {task for task in tasks if not task.done()}
+    while pending and (left := deadline - loop.time()) > 0:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(RECANCEL_EVERY_S, left))
+    if pending:
+        names = sorted(task.get_name() for task in pending)
+        logger.warning(
+            "redis tasks did not stop within %s s: %s", CLOSE_TIMEOUT_S, names
+        )
+    for task in tasks:  # retrieved, so that an exception is not lost in silence
+        if task.done() and not task.cancelled() and (error := task.exception()):
+            logger.error("redis task %s failed", task.get_name(), exc_info=error)

@@ -55,7 +55,8 @@ def instances(redis_url: str, redis_prefix: str) -> Instances:
             yield buses
         finally:
             for client in clients:
-                await client.close()
+                async with asyncio.timeout(UNIT_S):
+                    await client.close()
 
     return started
 

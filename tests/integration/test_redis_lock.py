@@ -55,7 +55,8 @@ def instances(redis_url: str, redis_prefix: str) -> Instances:
             yield locks
         finally:
             for client in clients:
-                await client.close()
+                async with asyncio.timeout(UNIT_S):
+                    await client.close()
 
     return started
 
@@ -205,5 +206,49 @@ async def test_acquiring_without_redis_fails_clearly_and_nothing_else_raises() -
         assert not await lock.holds(S1, "tab-1")
         await lock.release(S1, "tab-1")
         assert not await client.ping()
+    finally:
+        await client.close()
+
+
+async def test_closing_stops_a_renewal_loop_that_lost_its_cancellation() -> None:
+    # On Python 3.11 redis-py's send (asyncio.wait_for) drops a cancellation that
+    # arrives as the send completes; the loop then renews on as if never cancelled.
+    client = RedisClient(f"redis://127.0.0.1:{free_port()}/0")
+    running = asyncio.Event()
+    lost: list[bool] = []
+
+    async def renew() -> None:
+        running.set()
+        if not lost:
+            lost.append(True)
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(UNIT_S)
+
+    client.every(0.001, renew)
+    await client.start(wait_s=0.01)
+    async with asyncio.timeout(UNIT_S):
+        await running.wait()
+        await client.close()
+
+    assert lost
+    assert all(task.done() for task in client._tasks)
+
+
+async def test_a_renewal_that_fails_runs_again_at_the_next_interval() -> None:
+    client = RedisClient(f"redis://127.0.0.1:{free_port()}/0")
+    runs: list[int] = []
+    ran_again = asyncio.Event()
+
+    async def renew() -> None:
+        runs.append(len(runs))
+        if len(runs) > 1:
+            ran_again.set()
+        raise RuntimeError("renewal bug")
+
+    client.every(0.001, renew)
+    await client.start(wait_s=0.01)
+    try:
+        async with asyncio.timeout(UNIT_S):
+            await ran_again.wait()
     finally:
         await client.close()
