@@ -11,11 +11,12 @@ import asyncio
 import enum
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from protocol.ids import SessionId
+from server.batching import Batcher
 from server.redis_client import RedisClient, RedisUnavailable
 
 logger = logging.getLogger(__name__)
@@ -103,10 +104,16 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if other then return {2, current} end
 return {1, ''}
 """
-# Compare-and-delete: only the holder releases.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+# Compare-and-delete (only the holder releases), of many keys: KEYS[i] when its value
+# is ARGV[i].
+_RELEASE_MANY = """
+local released = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[i] then
+    released = released + redis.call('DEL', key)
+  end
+end
+return released
 """
 # KEYS: held keys; ARGV[1] the lease, ARGV[i + 1] the value of KEYS[i]. Per key:
 # 1 renewed, 2 set again (the lease had lapsed, or Redis lost it), 0 held by another.
@@ -148,6 +155,9 @@ class RedisLock:
         self.client = client
         self.lease_ms = lease_ms
         self.renew_ms = renew_ms
+        self._releases: Batcher[tuple[str, str], None] = Batcher(
+            self._release_many, max_items=RENEW_BATCH
+        )
         self._holds: dict[SessionId, _Hold] = {}
         self._restoring: asyncio.Task[None] | None = None
         self._channel = client.key("lock", client.instance)
@@ -189,12 +199,21 @@ class RedisLock:
         await self._delete(session_id, holder)
 
     async def _delete(self, session_id: SessionId, holder: str) -> None:
-        redis = self.client.redis
-        key, value = self._key(session_id), self._value(holder)
         try:
-            await self.client.call(lambda: redis.eval(_RELEASE, 1, key, value))
+            await self._releases.submit((self._key(session_id), self._value(holder)))
         except RedisUnavailable as exc:
             logger.warning("lock release failed, its lease will lapse: %s", exc)
+
+    async def _release_many(self, leases: Sequence[tuple[str, str]]) -> list[None]:
+        """Releases requested together go in one script (a thousand sockets closing
+        at once made a thousand calls, more than the connection pool holds)."""
+        keys = [key for key, _ in leases]
+        values = [value for _, value in leases]
+        redis = self.client.redis
+        await self.client.call(
+            lambda: redis.eval(_RELEASE_MANY, len(keys), *keys, *values)
+        )
+        return [None] * len(leases)
 
     def _mine(self, session_id: SessionId, holder: str) -> bool:
         current = self._holds.get(session_id)

@@ -136,6 +136,26 @@ async def test_only_the_holder_releases(instances: Instances) -> None:
         assert await acquire(b, "tab-2") is Acquired.ACQUIRED
 
 
+async def test_releases_made_together_go_in_one_call_and_free_only_their_own(
+    instances: Instances,
+) -> None:
+    sessions = [SessionId(f"s{number}") for number in range(40)]
+    async with instances() as (a, b):
+        for session_id in sessions:
+            await a.acquire(session_id, "tab", takeover=False, on_superseded=Told())
+        taken = sessions[7]
+        await b.acquire(taken, "tab-b", takeover=True, on_superseded=Told())
+        flushes = a._releases.flushes
+
+        await asyncio.gather(*(a.release(s, "tab") for s in sessions))
+
+        assert a._releases.flushes - flushes <= 2  # not forty calls
+        for session_id in sessions:
+            held_by_b = await b.holds(session_id, "tab-b")
+            assert held_by_b is (session_id == taken)
+            assert not await a.holds(session_id, "tab")
+
+
 async def test_a_held_lease_is_renewed_past_its_length(instances: Instances) -> None:
     async with instances() as (a, b):
         await acquire(a, "tab-1")
