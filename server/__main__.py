@@ -22,6 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from protocol.definition import DefinitionError, InterviewDefinition, parse_definition
 from protocol.ids import InterviewId, UserId
+from server import _gc
 from server.auth import Role, issue_token
 from server.settings import Settings, SettingsError
 from server.storage import DatabaseStorage, Invitee, StorageError, migrate
@@ -176,6 +177,8 @@ def _run_server(settings: Settings, *, host: str, port: int) -> int:
     server = uvicorn.Server(
         uvicorn_config(create_app(settings), settings, host=host, port=port)
     )
+    _gc.tune()
+    _gc.freeze()
     server.run()
     return EXIT_OK if server.started else EXIT_STARTUP
 
@@ -345,6 +348,8 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     # Imported here so that token, import and migrate work without taskiq.
     from server import worker
 
+    _gc.tune()
+    _gc.freeze()
     worker.main(settings)
     return EXIT_OK
 

@@ -42,6 +42,7 @@ from taskiq_redis import RedisStreamBroker
 from evaluators.config import GraderConfig
 from evaluators.grade import Grader
 from protocol.ids import Millis, SessionId
+from server import _gc
 from server.batching import Batcher
 from server.bus import EventBus, InProcessBus
 from server.grading import STALE_MS, GradingService
@@ -406,6 +407,7 @@ def install_worker(
             # Before the first job, not during it: a 3 s import blocking the loop
             # made the jobs' database connects time out.
             preload(grader_config(settings))
+            _gc.freeze()  # litellm's hundred megabytes, never scanned again
         await storage.connect()
         # Interview events stay in this process until the bus carries them across
         # instances (the monitor socket's issue).
