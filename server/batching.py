@@ -19,15 +19,16 @@ from typing import Any, Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
-Flush = Callable[[Sequence[T]], Awaitable[Sequence[R]]]
+Flush = Callable[[Sequence[T]], Awaitable[Sequence[R | BaseException]]]
 
 
 class Batcher(Generic[T, R]):
     """Calls ``flush`` with the items submitted while the previous flush ran.
 
     Args:
-        flush: takes a batch and returns one result per item, in order; an exception
-            fails every item of that batch.
+        flush: takes a batch and returns one result per item, in order; a result
+            that is an exception fails its item, a raised exception every item of
+            the batch.
         max_items: the largest batch; further items wait for the following flush.
     """
 
@@ -46,20 +47,32 @@ class Batcher(Generic[T, R]):
         future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
         future.add_done_callback(_retrieve)  # a caller that left is not an error
         self._waiting.append((item, future))
-        if self._running is None:
+        if not self._draining():
             self._running = asyncio.create_task(self._drain())
+            self._running.add_done_callback(self._stopped)
         # A cancelled caller does not cancel the flush: other callers share it.
         return await asyncio.shield(future)
 
+    def _draining(self) -> bool:
+        # A drain cancelled before its first step never ran its ``finally``, and one
+        # of an event loop that closed never will: either way, start another.
+        running = self._running
+        return (
+            running is not None
+            and not running.done()
+            and running.get_loop() is asyncio.get_running_loop()
+        )
+
     async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch = self._waiting[: self._max_items]
-                del self._waiting[: self._max_items]
-                await self._run(batch)
-        finally:
+        while self._waiting:
+            batch = self._waiting[: self._max_items]
+            del self._waiting[: self._max_items]
+            await self._run(batch)
+
+    def _stopped(self, drain: asyncio.Task[None]) -> None:
+        if self._running is drain:
             self._running = None
-            # Only when the flush itself was cancelled (the loop is closing).
+        if drain.cancelled():  # the loop is closing, maybe before the drain began
             for _, future in self._waiting:
                 future.cancel()
             self._waiting.clear()
@@ -80,7 +93,11 @@ class Batcher(Generic[T, R]):
                 raise  # cancelled or exiting: the waiters were told
             return
         for (_, future), result in zip(batch, results, strict=True):
-            if not future.done():
+            if future.done():
+                continue
+            if isinstance(result, BaseException):
+                future.set_exception(result)  # this item failed, not its batch
+            else:
                 future.set_result(result)
 
 

@@ -109,3 +109,28 @@ def test_max_items_must_be_positive() -> None:
 
     with pytest.raises(ValueError, match="positive"):
         Batcher(flush, max_items=0)
+
+
+async def test_an_item_can_fail_alone() -> None:
+    async def flush(items: Sequence[int]) -> list[int | BaseException]:
+        return [ValueError(f"bad {item}") if item == 2 else item for item in items]
+
+    batcher: Batcher[int, int] = Batcher(flush)
+    one, two = batcher.submit(1), batcher.submit(2)
+    results = await asyncio.gather(one, two, return_exceptions=True)
+    assert results[0] == 1
+    assert isinstance(results[1], ValueError)
+
+
+async def test_a_drain_cancelled_before_it_ran_does_not_stall_the_batcher() -> None:
+    gate = Gate()
+    gate.opened.set()
+    batcher: Batcher[int, int] = Batcher(gate.flush)
+    stalled = asyncio.create_task(batcher.submit(1))
+    await asyncio.sleep(0)  # the drain task exists but has not run yet
+    assert batcher._running is not None
+    batcher._running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stalled  # told, not left waiting
+
+    assert await asyncio.wait_for(batcher.submit(2), 1) == 20
