@@ -253,7 +253,7 @@ def session_row(attempt: Attempt, candidate_name: str) -> dict[str, object]:
 
 
 def answer_rows(
-    session_id: SessionId, recorded: Sequence[Answer]
+    session_id: SessionId, recorded: Sequence[Answer], claimed_at: Millis | None = None
 ) -> list[dict[str, object]]:
     return [
         {
@@ -268,8 +268,9 @@ def answer_rows(
             "had_draft": answer.had_draft,
             "evaluation_status": "pending",
             # The write claims the answer's grading job: the shell sends it next
-            # (server.grading), so no second transaction is needed to claim it.
-            "enqueued_at": answer.submitted_at,
+            # (server.grading), so no second transaction is needed to claim it. As
+            # of the commit: an expired answer's submission time may be long past.
+            "enqueued_at": answer.submitted_at if claimed_at is None else claimed_at,
         }
         for answer in recorded
     ]
@@ -423,11 +424,14 @@ async def update_guarded(
 
 
 async def insert_answers(
-    connection: Connection, session_id: SessionId, recorded: Sequence[Answer]
+    connection: Connection,
+    session_id: SessionId,
+    recorded: Sequence[Answer],
+    claimed_at: Millis | None = None,
 ) -> None:
     # A row at a time: a single-row statement has one shape, compiled once
     # (server/_compiled.py); a multi-row VALUES or an IN list is compiled every time.
-    for row in answer_rows(session_id, recorded):
+    for row in answer_rows(session_id, recorded, claimed_at):
         await connection.execute(answers.insert().values(row))
     # The drafts of answered questions are never read again.
     for answer in recorded:

@@ -404,7 +404,7 @@ class CandidateConnection:
         session_id = effect.change.before.session_id
         try:
             await self.storage.commit(
-                effect.change, fence=self.fence, audit=effect.audit
+                effect.change, fence=self.fence, audit=effect.audit, now=now
             )
         except Conflict:
             await self._conflict(session_id, now)

@@ -179,7 +179,12 @@ class Storage(Protocol):
     ) -> None: ...
     async def claim(self, session_id: SessionId) -> int: ...
     async def commit(
-        self, change: Change, *, fence: int | None, audit: Sequence[AuditEntry]
+        self,
+        change: Change,
+        *,
+        fence: int | None,
+        audit: Sequence[AuditEntry],
+        now: Millis | None = None,
     ) -> None: ...
     async def save_draft(
         self, session_id: SessionId, draft: Draft, *, fence: int | None
@@ -567,13 +572,21 @@ class DatabaseStorage:
 
     @_translated
     async def commit(
-        self, change: Change, *, fence: int | None, audit: Sequence[AuditEntry]
+        self,
+        change: Change,
+        *,
+        fence: int | None,
+        audit: Sequence[AuditEntry],
+        now: Millis | None = None,
     ) -> None:
+        """Apply ``change`` if the attempt is still where ``change.before`` left it
+        (:class:`Conflict` otherwise). The answers it records claim their grading
+        jobs as of ``now`` (default: their submission time)."""
         session_id = change.before.session_id
         async with self._writing() as connection:
             after = progress(change.after)
             await _advance(connection, change.before, after, fence=fence)
-            await insert_answers(connection, session_id, change.answers)
+            await insert_answers(connection, session_id, change.answers, now)
             await insert_audit(connection, session_id, audit)
 
     @_translated

@@ -65,7 +65,8 @@ async def settle(
             return current
         change = change_between(current, after)
         try:
-            await storage.commit(change, fence=None, audit=expiry_audit(current, after))
+            audit = expiry_audit(current, after)
+            await storage.commit(change, fence=None, audit=audit, now=now)
         except Conflict:
             current = await storage.load_attempt(current.session_id)
             continue
