@@ -43,7 +43,7 @@ from server.results import (
     RetryLater,
     SummaryJob,
 )
-from server.storage import StorageError
+from server.storage import StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,8 @@ CONCURRENCY = 64
 """Grades one process runs at once (``GRADING_CONCURRENCY``): model requests in
 flight, mostly."""
 WRITE_BATCH = 100
+SEND_TIMEOUT_S = 10.0
+"""A job not handed to the broker within this is given back (a hung connection)."""
 
 COMPUTED = "computed"
 COMPUTED_PROMPT = "thresholds-v1"
@@ -151,20 +153,36 @@ class GradingService:
     ) -> None:
         """The :data:`server.sweeper.AnswersRecorded` hook: send the jobs of answers
         just written. Their write claimed the jobs (``enqueued_at``,
-        server._tables.answer_rows); a job that cannot be sent is given back, so the
-        next re-enqueue sends it. Never raises: a job neither sent nor given back is
-        sent again once stale."""
+        server._tables.answer_rows). Never raises (see :meth:`_send`)."""
         try:
             await self._send([(session_id, index) for index in indexes])
         except Exception as exc:
             logger.warning("grading of %s not enqueued yet: %r", session_id, exc)
-            try:
-                await self.results.release_jobs([(session_id, i) for i in indexes])
-            except Exception as again:
-                logger.warning("grading of %s waits until stale: %r", session_id, again)
 
     async def _send(self, keys: Sequence[JobKey]) -> None:
-        await asyncio.gather(*(self.queue.grade(*key) for key in keys))
+        """Send claimed jobs. A job that cannot be sent (the broker down, or not
+        answering within ``SEND_TIMEOUT_S``) is given back, so that the next
+        re-enqueue sends it; one neither sent nor given back is sent once stale.
+
+        Raises:
+            Exception: the first send's error, once every send ended.
+        """
+
+        async def send(key: JobKey) -> None:
+            async with asyncio.timeout(SEND_TIMEOUT_S):
+                await self.queue.grade(*key)
+
+        sent = await asyncio.gather(
+            *(send(key) for key in keys), return_exceptions=True
+        )
+        failed = [key for key, result in zip(keys, sent, strict=True) if result]
+        if not failed:
+            return
+        try:
+            await self.results.release_jobs(failed)
+        except Exception as again:
+            logger.warning("%d grading jobs wait until stale: %r", len(failed), again)
+        raise next(result for result in sent if isinstance(result, BaseException))
 
     async def _enqueue(self, keys: Sequence[JobKey], now: Millis, stale_ms: int) -> int:
         """Claim and send the jobs of ``keys`` that have no live job."""
@@ -215,7 +233,9 @@ class GradingService:
         ran = await asyncio.gather(
             *(self._grade(job) for job in jobs), return_exceptions=True
         )
-        finished = [job.session_id for job, done in zip(jobs, ran, strict=True) if done]
+        finished = [
+            job.session_id for job, done in zip(jobs, ran, strict=True) if done is True
+        ]
         if finished:
             await self._summarise_ready(finished)
         for outcome in ran:
@@ -234,7 +254,16 @@ class GradingService:
             outcome = self._failure(job, reason_of(exc), retryable=True)
         else:
             outcome = Graded(grade)
-        stored = await self._writes.submit(((job.session_id, job.index), outcome))
+        key = (job.session_id, job.index)
+        try:
+            stored = await self._writes.submit((key, outcome))
+        except StorageUnavailable:
+            raise
+        except StorageError as exc:  # the database refused this outcome itself
+            if isinstance(outcome, NeedsReview):
+                raise
+            outcome = NeedsReview(f"the grade could not be stored: {reason_of(exc)}")
+            stored = await self._writes.submit((key, outcome))
         match outcome:
             case Graded(grade) if stored:
                 details = {"score": grade.score, "max_score": grade.max_score}
@@ -254,8 +283,28 @@ class GradingService:
             return RetryLater(reason, self.clock() + retry_delay_ms(attempts))
         return NeedsReview(reason)
 
-    async def _store(self, outcomes: Sequence[tuple[JobKey, Outcome]]) -> list[bool]:
-        return await self.results.store_outcomes(outcomes, self.clock())
+    async def _store(
+        self, outcomes: Sequence[tuple[JobKey, Outcome]]
+    ) -> Sequence[bool | StorageError]:
+        try:
+            return await self.results.store_outcomes(outcomes, self.clock())
+        except StorageUnavailable:
+            raise
+        except StorageError:
+            if len(outcomes) == 1:
+                raise
+        # One outcome the database refuses must not fail the others with it.
+        stored: list[bool | StorageError] = []
+        for outcome in outcomes:
+            try:
+                [one] = await self.results.store_outcomes([outcome], self.clock())
+            except StorageUnavailable:
+                raise
+            except StorageError as exc:
+                stored.append(exc)
+            else:
+                stored.append(one)
+        return stored
 
     async def _answer_event(
         self, job: GradingJob, status: str, details: Mapping[str, object]

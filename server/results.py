@@ -263,22 +263,20 @@ class ResultsStore:
         """Store each outcome while its answer is pending, all in one transaction;
         for each, whether it was stored (a job that ran twice stores once)."""
         together = [] if self._sqlite else _grade_rows(outcomes)
-        applied: set[tuple[str, int]] = set()
+        stored = [False] * len(outcomes)
         async with self.storage.writing() as connection:
             if together:
-                statement = sql.store_grades(together, now)
-                rows = await connection.fetch_all(statement)
-                applied.update((row[0], row[1]) for row in rows)
-            for (session_id, index), outcome in outcomes:
+                rows = await connection.fetch_all(sql.store_grades(together, now))
+                applied = {(row[0], row[1]) for row in rows}
+                for position, (key, outcome) in enumerate(outcomes):
+                    if isinstance(outcome, Graded) and key in applied:
+                        stored[position] = True  # a key twice is stored once
+                        applied.discard(key)
+            for position, ((session_id, index), outcome) in enumerate(outcomes):
                 if together and isinstance(outcome, Graded):
                     continue  # stored above
                 statement = _outcome_statement(session_id, index, outcome, now)
-                if await connection.fetch_one(statement) is not None:
-                    applied.add((session_id, index))
-        stored = []
-        for key, _ in outcomes:  # a key twice (a job run twice) is stored once
-            stored.append(key in applied)
-            applied.discard(key)
+                stored[position] = await connection.fetch_one(statement) is not None
         return stored
 
     @translated

@@ -143,18 +143,17 @@ class Capacity:
         self.limit = limit
         self.start_wait_s = start_wait_s
         self.held = 0
-        self.taken = 0
-        self.started = 0
+        self.unstarted = 0
         self._changed = asyncio.Event()
 
     def took(self) -> None:
         """A message was handed to taskiq."""
-        self.taken += 1
+        self.unstarted += 1
 
     @contextlib.contextmanager
     def holding(self, jobs: int) -> Iterator[None]:
         """A message's task runs with ``jobs`` jobs."""
-        self.started += 1
+        self.unstarted = max(0, self.unstarted - 1)
         self.held += jobs
         self._changed.set()
         try:
@@ -171,9 +170,9 @@ class Capacity:
             return
         try:
             async with asyncio.timeout(self.start_wait_s):
-                await self._until(lambda: self.started >= self.taken)
+                await self._until(lambda: not self.unstarted)
         except TimeoutError:
-            self.started = max(self.started, self.taken)
+            self.unstarted = 0
         await self._until(lambda: self.held < self.limit)
 
     async def _until(self, condition: Callable[[], bool]) -> None:

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
 from evaluators.errors import ModelUnavailable, SandboxUnavailable
-from protocol.attempt import Status
+from protocol.attempt import Status, change_between, submit
 from protocol.audit import AuditKind
 from protocol.definition import InterviewDefinition
-from protocol.ids import SessionId, UserId
+from protocol.ids import Millis, SessionId, UserId
 from server.grading import MAX_ATTEMPTS, MAX_SUMMARY_ATTEMPTS, RETRY_CAP_MS, STALE_MS
-from server.results import REEVALUATED, SCORE_OVERRIDDEN
-from server.storage import DatabaseStorage, InterviewRecord, StorageUnavailable
+from server.results import REEVALUATED, SCORE_OVERRIDDEN, Graded, JobKey, Outcome
+from server.storage import (
+    DatabaseStorage,
+    InterviewRecord,
+    StorageError,
+    StorageUnavailable,
+)
 from tests.integration._grading import GOOD_ANSWERS, Harness, failing
 
 pytestmark = pytest.mark.integration
@@ -159,6 +165,51 @@ async def test_jobs_whose_grades_could_not_be_stored_are_sent_at_the_next_pass(
     assert await harness.service.requeue_pending() in (3, 4)  # given back (+ summary)
     await harness.settle()
     assert (await harness.detail(session_id)).session.status == Status.EVALUATED
+
+
+async def test_a_grade_the_database_refuses_goes_to_review_alone(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session_id = await harness.complete(enqueue=False)
+    poisoned = (session_id, 1)
+    store = harness.results.store_outcomes
+
+    async def refusing(
+        outcomes: Sequence[tuple[JobKey, Outcome]], now: Millis
+    ) -> list[bool]:
+        if any(k == poisoned and isinstance(o, Graded) for k, o in outcomes):
+            raise StorageError("value refused by the database")
+        return await store(outcomes, now)
+
+    monkeypatch.setattr(harness.results, "store_outcomes", refusing)
+    await harness.service.grade_answers([(session_id, i) for i in range(3)])
+
+    detail = await harness.detail(session_id)
+    assert [a.evaluation_status for a in detail.answers] == [
+        "evaluated",
+        "needs_review",
+        "evaluated",
+    ]
+    assert "could not be stored" in (detail.answers[1].review_reason or "")
+    assert detail.session.status == Status.EVALUATED
+
+
+async def test_an_answer_committed_late_claims_its_job_as_of_the_commit(
+    harness: Harness,
+) -> None:
+    attempt = await harness.start()
+    harness.clock.now += 1_000
+    after = submit(attempt, 0, "b", harness.clock()).attempt
+    late = harness.clock() + STALE_MS + 60_000  # e.g. expired, settled much later
+    change = change_between(attempt, after)
+    await harness.storage.commit(change, fence=None, audit=[], now=late)
+
+    harness.clock.now = late + 1
+    assert await harness.service.requeue_pending() == 0  # claimed, not stale
+    harness.clock.now = late + STALE_MS + 1
+    assert await harness.service.requeue_pending() == 1
+    await harness.settle()
+    assert (await harness.detail(attempt.session_id)).answers[0].score == 2
 
 
 async def test_retryable_failures_are_retried_then_need_review_with_the_reason(
