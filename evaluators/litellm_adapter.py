@@ -43,8 +43,9 @@ BACKOFF_CAP_S = 5.0
 
 
 def backoff_s(retry: int, draw: float) -> float:
-    """Seconds before retry number ``retry`` (0, 1, ...): exponential, capped, with
-    full jitter (``draw`` in [0, 1)) so that workers do not retry in step."""
+    """Seconds before retry number ``retry`` (0, 1, ...): exponential, capped, and
+    drawn from the upper half of that ceiling (``draw`` in [0, 1)) so that workers
+    do not retry in step."""
     ceiling: float = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2.0**retry)
     return ceiling * (0.5 + draw / 2)
 
@@ -75,7 +76,8 @@ class LitellmCompleter:
             {"role": "system", "content": request.system},
             {"role": "user", "content": request.user},
         ]
-        failure: EvaluationError | None = None
+        unavailable: EvaluationError | None = None  # retryable: try again later
+        refused: EvaluationError | None = None
         for model in self._models(request.model):
             for retry in range(self._config.retries + 1):
                 if retry:
@@ -88,12 +90,18 @@ class LitellmCompleter:
                     )
                 except Exception as exc:
                     failure = _translate(exc, model)
-                    if not failure.retryable:
-                        raise failure from exc
-                    continue
+                    if failure.retryable:
+                        unavailable = failure
+                        continue
+                    if model == request.model:
+                        raise failure from exc  # the task's own model refuses
+                    refused = failure  # a fallback refusing: try the next one
+                    break
                 return _completion(response, model)
-        assert failure is not None, "at least one model is always asked"
-        raise failure
+        # A fallback's refusal does not make the task's model's outage permanent.
+        last = unavailable or refused
+        assert last is not None, "at least one model is always asked"
+        raise last
 
     async def aclose(self) -> None:
         """Close the HTTP clients litellm keeps between calls (idempotent)."""

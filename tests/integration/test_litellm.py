@@ -278,6 +278,17 @@ async def test_a_fallback_model_takes_over(setup: Setup) -> None:
     assert len(setup.stub.received(FALLBACK)) == 1
 
 
+async def test_a_fallback_refusing_leaves_the_outage_retryable(setup: Setup) -> None:
+    setup.stub.script(MODEL, Step(status=503))
+    setup.stub.script(FALLBACK, Step(status=404))
+
+    with pytest.raises(ModelUnavailable) as caught:
+        await setup.grader(retries=0, fallbacks=(FALLBACK,)).grade(short_answer(), "x")
+
+    assert caught.value.retryable  # tried again later, not sent to review
+    assert len(setup.stub.received(FALLBACK)) == 1
+
+
 async def test_a_refused_key_is_not_retried(setup: Setup) -> None:
     setup.stub.script(MODEL, Step(status=401))
 
