@@ -219,13 +219,14 @@ class GradingService:
         """
         try:
             await self._grade_answers(keys)
-        except StorageError:
-            # Give the unfinished jobs back, so the next re-enqueue sends them
-            # rather than waiting for them to go stale (the database may be back).
+        except (StorageError, asyncio.CancelledError):
+            # The database failed, or the task was cut short (its time limit, a
+            # worker stopping): give the unfinished jobs back, so the next
+            # re-enqueue sends them rather than waiting for them to go stale.
             try:
-                await self.results.release_jobs(keys)
-            except StorageError as again:
-                logger.warning("grading jobs wait until stale: %s", again)
+                await asyncio.shield(self.results.release_jobs(keys))
+            except (StorageError, asyncio.CancelledError) as again:
+                logger.warning("grading jobs wait until stale: %r", again)
             raise
 
     async def _grade_answers(self, keys: Sequence[JobKey]) -> None:

@@ -167,6 +167,25 @@ async def test_jobs_whose_grades_could_not_be_stored_are_sent_at_the_next_pass(
     assert (await harness.detail(session_id)).session.status == Status.EVALUATED
 
 
+async def test_jobs_of_a_task_cut_short_are_given_back(harness: Harness) -> None:
+    session_id = await harness.complete(enqueue=False)
+    harness.grader.meet(4)  # the three grades wait for a fourth that never comes
+    grading = asyncio.create_task(
+        harness.service.grade_answers([(session_id, i) for i in range(3)])
+    )
+    async with asyncio.timeout(5):
+        while harness.grader._arrived < 3:
+            await asyncio.sleep(0)
+    grading.cancel()  # the task's time limit, or the worker stopping
+    with pytest.raises(asyncio.CancelledError):
+        await grading
+    harness.grader.meet(0)
+
+    assert await harness.service.requeue_pending() in (3, 4)  # given back, not stale
+    await harness.settle()
+    assert (await harness.detail(session_id)).session.status == Status.EVALUATED
+
+
 async def test_a_grade_the_database_refuses_goes_to_review_alone(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
