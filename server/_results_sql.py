@@ -163,9 +163,10 @@ def keys_match(
     keys: Sequence[tuple[str, int]], *, sqlite: bool
 ) -> sa.ColumnElement[bool]:
     """The answers whose (session, question index) is one of ``keys``."""
+    keys = list(dict.fromkeys(keys))
     columns = sa.tuple_(answers.c.session_id, answers.c.question_index)
     if sqlite:
-        return columns.in_(list(keys))
+        return columns.in_(keys)
     table = (
         sa.func.unnest(
             _array("key_sessions", [session for session, _ in keys], sa.Text),

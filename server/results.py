@@ -141,7 +141,7 @@ class ResultsStore:
         statement = (
             answers.update()
             .where(
-                sql.keys_match(list(dict.fromkeys(keys)), sqlite=self._sqlite),
+                sql.keys_match(keys, sqlite=self._sqlite),
                 sql.answer_due(now, stale_ms),
             )
             .values(enqueued_at=now)
@@ -162,7 +162,7 @@ class ResultsStore:
         statement = (
             answers.update()
             .where(
-                sql.keys_match(list(dict.fromkeys(keys)), sqlite=self._sqlite),
+                sql.keys_match(keys, sqlite=self._sqlite),
                 answers.c.evaluation_status == PENDING,
             )
             .values(enqueued_at=None)
@@ -234,7 +234,7 @@ class ResultsStore:
             )
             .select_from(answers.join(sessions, sessions.c.id == answers.c.session_id))
             .where(
-                sql.keys_match(list(dict.fromkeys(keys)), sqlite=self._sqlite),
+                sql.keys_match(keys, sqlite=self._sqlite),
                 answers.c.evaluation_status == PENDING,
             )
         )

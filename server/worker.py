@@ -197,11 +197,11 @@ class GradingQueue:
         broker.register_task(
             grade_answer, task_name="grade_answer", timeout=TASK_TIMEOUT_S
         )
-        self._jobs: Batcher[JobKey, None] = Batcher(
-            self._send, max_items=JOBS_PER_MESSAGE
-        )
         self._summarise = broker.register_task(
             summarise, task_name="summarise", timeout=TASK_TIMEOUT_S
+        )
+        self._jobs: Batcher[JobKey, None] = Batcher(
+            self._send, max_items=JOBS_PER_MESSAGE
         )
 
     @property
@@ -212,18 +212,17 @@ class GradingQueue:
         await self._jobs.submit((session_id, index))
 
     async def _send(self, jobs: Sequence[JobKey]) -> list[None]:
-        await self._grade_many.kiq([(session_id, index) for session_id, index in jobs])
+        await self._grade_many.kiq(list(jobs))
         return [None] * len(jobs)
 
     async def summarise(self, session_id: SessionId) -> None:
         await self._summarise.kiq(session_id)
 
     async def ready(self) -> bool:
-        if not isinstance(self.broker, RedisStreamBroker):
+        if not isinstance(self.broker, StreamBroker):
             return True  # the in-process broker cannot be unreachable
-        async with Redis(connection_pool=self.broker.connection_pool) as redis:
-            async with asyncio.timeout(READY_TIMEOUT_S):
-                return bool(await redis.ping())
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            return bool(await self.broker.client.ping())
 
     async def wait_all(self) -> None:
         """Until every task running in this process finished (tests)."""
