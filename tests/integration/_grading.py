@@ -50,6 +50,7 @@ class FakeGrader:
         self.together = 0
         self._arrived = 0
         self._all_arrived = asyncio.Event()
+        self._arrival = asyncio.Event()
 
     def meet(self, calls: int) -> None:
         """From now on, ``calls`` grade calls wait for each other (0: none)."""
@@ -71,10 +72,17 @@ class FakeGrader:
         feedback = {"strengths": ["fake"]}
         return Grade(question.points / 2, question.points, feedback, "fake", "fake/1")
 
+    async def arrived(self, calls: int) -> None:
+        """Until ``calls`` grade calls are waiting at the rendezvous of ``meet``."""
+        while self._arrived < calls:
+            self._arrival.clear()
+            await self._arrival.wait()
+
     async def _rendezvous(self) -> None:
         if not self.together:
             return
         self._arrived += 1
+        self._arrival.set()
         if self._arrived >= self.together:
             self._all_arrived.set()
         await self._all_arrived.wait()

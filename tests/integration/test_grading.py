@@ -20,6 +20,7 @@ from server.storage import (
     StorageError,
     StorageUnavailable,
 )
+from tests.e2e._client import UNIT_S
 from tests.integration._grading import GOOD_ANSWERS, Harness, failing
 
 pytestmark = pytest.mark.integration
@@ -173,9 +174,8 @@ async def test_jobs_of_a_task_cut_short_are_given_back(harness: Harness) -> None
     grading = asyncio.create_task(
         harness.service.grade_answers([(session_id, i) for i in range(3)])
     )
-    async with asyncio.timeout(5):
-        while harness.grader._arrived < 3:
-            await asyncio.sleep(0)
+    async with asyncio.timeout(UNIT_S):
+        await harness.grader.arrived(3)
     grading.cancel()  # the task's time limit, or the worker stopping
     with pytest.raises(asyncio.CancelledError):
         await grading

@@ -28,12 +28,12 @@ from server.worker import (
     make_queue,
     run_worker,
 )
+from tests.e2e._client import UNIT_S
 from tests.integration._grading import FakeGrader, Harness
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-UNIT_S = 5.0 * float(os.environ.get("TEST_TIME_FACTOR", "1"))
 IDLE_MS = 300
 """The reclaiming worker takes over a task left unacknowledged this long."""
 
