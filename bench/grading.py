@@ -38,20 +38,20 @@ from bench.storage import admin as _admin, delete_keys as _delete_keys
 from protocol.attempt import begin, change_between, submit
 from protocol.definition import parse_definition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
-from server._tables import answers, sessions
-from server.bus import InProcessBus
-from server.grading import CONCURRENCY, GradingService
-from server.migrations import migrate
-from server.results import PENDING, ResultsStore
-from server.settings import Settings
-from server.storage import DatabaseStorage, InterviewRecord
-from server.worker import (
+from server.cluster.bus import InProcessBus
+from server.grading.service import CONCURRENCY, GradingService
+from server.grading.worker import (
     REQUEUE_INTERVAL_S,
     GradingQueue,
     grader_from_settings,
     make_queue,
     wall_clock,
 )
+from server.settings import Settings
+from server.storage.attempts import DatabaseStorage, InterviewRecord
+from server.storage.migrations import migrate
+from server.storage.results import PENDING, ResultsStore
+from server.storage.tables import answers, sessions
 
 KINDS = ("mcq", "short_answer", "code")
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

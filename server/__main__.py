@@ -25,7 +25,7 @@ from protocol.ids import InterviewId, UserId
 from server import _gc
 from server.auth import Role, issue_token
 from server.settings import Settings, SettingsError
-from server.storage import DatabaseStorage, Invitee, StorageError, migrate
+from server.storage.attempts import DatabaseStorage, Invitee, StorageError, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -346,7 +346,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_USAGE
     # Imported here so that token, import and migrate work without taskiq.
-    from server import worker
+    from server.grading import worker
 
     _gc.tune()
     _gc.freeze()

@@ -19,18 +19,18 @@ from starlette.routing import WebSocketRoute
 
 from evaluators.grade import Grader
 from protocol.ids import Millis
-from server.bus import EventBus, InProcessBus, RedisBus
-from server.candidate import candidate_endpoint
-from server.http import routes
-from server.lock import InProcessLock, RedisLock, SessionLock
+from server.candidate.connection import candidate_endpoint
+from server.candidate.scheduler import Scheduler
+from server.candidate.sweeper import Sweeper
+from server.cluster.bus import EventBus, InProcessBus, RedisBus
+from server.cluster.client import RedisClient
+from server.cluster.lock import InProcessLock, RedisLock, SessionLock
+from server.grading.worker import Grading
+from server.http.interviews import routes
 from server.metrics import Metrics
-from server.redis_client import RedisClient
-from server.scheduler import Scheduler
 from server.services import Services
 from server.settings import Settings
-from server.storage import DatabaseStorage
-from server.sweeper import Sweeper
-from server.worker import Grading
+from server.storage.attempts import DatabaseStorage
 
 logger = logging.getLogger(__name__)
 

@@ -6,13 +6,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from protocol.ids import Millis
-from server.bus import EventBus
-from server.lock import SessionLock
+from server.candidate.scheduler import Scheduler
+from server.candidate.sweeper import AnswersRecorded, nothing_recorded
+from server.cluster.bus import EventBus
+from server.cluster.lock import SessionLock
 from server.metrics import Metrics
-from server.scheduler import Scheduler
 from server.settings import Settings
-from server.storage import Storage
-from server.sweeper import AnswersRecorded, nothing_recorded
+from server.storage.attempts import Storage
 
 
 @dataclass(frozen=True, slots=True)

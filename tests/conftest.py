@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 if TYPE_CHECKING:  # imported lazily: the unit tests do not need a database stack
-    from server.storage import DatabaseStorage
+    from server.storage.attempts import DatabaseStorage
 
 T = TypeVar("T")
 
@@ -66,7 +66,7 @@ async def _execute(url: str, *statements: str) -> None:
 
 
 async def _migrated_template(url: str, name: str) -> str:
-    from server.storage import migrate
+    from server.storage.attempts import migrate
 
     await _execute(url, f'CREATE DATABASE "{name}"')
     template = _database_named(url, name)
@@ -79,7 +79,7 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated database to copy: a SQLite path, or a PostgreSQL database name."""
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
-        from server.storage import migrate
+        from server.storage.attempts import migrate
 
         path = tmp_path_factory.mktemp("template") / "template.db"
         run(migrate(f"sqlite:///{path}"))
@@ -112,7 +112,7 @@ def database_url(_template: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 async def storage(database_url: str) -> AsyncIterator[DatabaseStorage]:
-    from server.storage import DatabaseStorage
+    from server.storage.attempts import DatabaseStorage
 
     connected = DatabaseStorage(database_url)
     await connected.connect()

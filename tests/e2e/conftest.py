@@ -22,7 +22,7 @@ from protocol.ids import InterviewId, UserId
 from server.app import create_app, uvicorn_config
 from server.auth import issue_token
 from server.settings import Settings
-from server.storage import DatabaseStorage, Invitee
+from server.storage.attempts import DatabaseStorage, Invitee
 from tests.e2e._client import UNIT_S, Candidate
 
 SECRET = "e2e-secret-at-least-32-bytes-long!!"

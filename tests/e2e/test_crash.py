@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from protocol.ids import SessionId
-from server.storage import DatabaseStorage
+from server.storage.attempts import DatabaseStorage
 from tests.e2e._client import UNIT_S, eventually
 from tests.e2e.conftest import assert_serves_others, spawned
 

@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from protocol.ids import SessionId
-from server.storage import DatabaseStorage
+from server.storage.attempts import DatabaseStorage
 from tests.e2e._client import TIME_FACTOR, UNIT_S, Candidate, Frame, eventually
 from tests.e2e._proxy import Mode, TcpProxy, proxy_to
 from tests.e2e.conftest import Server, make_settings, run_server

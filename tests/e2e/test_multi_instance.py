@@ -20,10 +20,10 @@ import pytest
 
 from protocol.audit import AuditKind
 from protocol.ids import SessionId
-from server.bus import RedisBus
-from server.redis_client import RedisClient
-from server.storage import DatabaseStorage
-from server.sweeper import settle
+from server.candidate.sweeper import settle
+from server.cluster.bus import RedisBus
+from server.cluster.client import RedisClient
+from server.storage.attempts import DatabaseStorage
 from tests.e2e._client import TIME_FACTOR, UNIT_S
 from tests.e2e.conftest import (
     ROOT,

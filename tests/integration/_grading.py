@@ -15,11 +15,11 @@ from protocol.attempt import Attempt, begin, change_between, submit
 from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import McqQuestion, QuestionDef
 from protocol.ids import Millis, SessionId, UserId
-from server.bus import InProcessBus, InterviewEvent
-from server.grading import GradingService
-from server.results import ResultsStore, SessionDetail
-from server.storage import DatabaseStorage, InterviewRecord
-from server.worker import GradingQueue
+from server.cluster.bus import InProcessBus, InterviewEvent
+from server.grading.service import GradingService
+from server.grading.worker import GradingQueue
+from server.storage.attempts import DatabaseStorage, InterviewRecord
+from server.storage.results import ResultsStore, SessionDetail
 
 START: Millis = 1_800_000_000_000
 GOOD_ANSWERS = ("b", "atomicity and isolation", "def add(a, b): return a + b")

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from evaluators.grade import Grade, QuestionResult, Summary
 from protocol.definition import QuestionDef
+from server.grading.worker import install_worker, make_queue, run_worker
 from server.settings import Settings
-from server.worker import install_worker, make_queue, run_worker
 
 
 class StuckGrader:

@@ -6,7 +6,7 @@ import pytest
 
 from protocol.definition import InterviewDefinition, parse_definition
 from protocol.ids import UserId
-from server.storage import DatabaseStorage, InterviewRecord
+from server.storage.attempts import DatabaseStorage, InterviewRecord
 
 CREATED_AT = 1_800_000_000_000
 

@@ -11,7 +11,7 @@ import pytest
 from protocol.ids import InterviewId, UserId
 from server.__main__ import main
 from server.auth import verify_token
-from server.storage import DatabaseStorage
+from server.storage.attempts import DatabaseStorage
 
 pytestmark = pytest.mark.integration
 

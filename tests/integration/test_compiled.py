@@ -12,9 +12,9 @@ from sqlalchemy.sql.compiler import SQLCompiler
 
 from protocol.definition import InterviewDefinition
 from protocol.ids import UserId
-from server import _compiled
-from server.results import JobKey
-from server.storage import DatabaseStorage
+from server.storage import _compiled
+from server.storage.attempts import DatabaseStorage
+from server.storage.results import JobKey
 from tests.integration._grading import GOOD_ANSWERS, Harness
 
 pytestmark = pytest.mark.integration

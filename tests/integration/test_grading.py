@@ -12,13 +12,24 @@ from protocol.attempt import Status, change_between, submit
 from protocol.audit import AuditKind
 from protocol.definition import InterviewDefinition
 from protocol.ids import Millis, SessionId, UserId
-from server.grading import MAX_ATTEMPTS, MAX_SUMMARY_ATTEMPTS, RETRY_CAP_MS, STALE_MS
-from server.results import REEVALUATED, SCORE_OVERRIDDEN, Graded, JobKey, Outcome
-from server.storage import (
+from server.grading.service import (
+    MAX_ATTEMPTS,
+    MAX_SUMMARY_ATTEMPTS,
+    RETRY_CAP_MS,
+    STALE_MS,
+)
+from server.storage.attempts import (
     DatabaseStorage,
     InterviewRecord,
     StorageError,
     StorageUnavailable,
+)
+from server.storage.results import (
+    REEVALUATED,
+    SCORE_OVERRIDDEN,
+    Graded,
+    JobKey,
+    Outcome,
 )
 from tests.e2e._client import UNIT_S
 from tests.integration._grading import GOOD_ANSWERS, Harness, failing

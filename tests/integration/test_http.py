@@ -16,9 +16,9 @@ from protocol.attempt import begin
 from protocol.audit import AuditEntry, AuditKind
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server.auth import issue_token
-from server.http import routes
+from server.http.interviews import routes
 from server.settings import Settings
-from server.storage import DatabaseStorage, StorageUnavailable
+from server.storage.attempts import DatabaseStorage, StorageUnavailable
 
 pytestmark = pytest.mark.integration
 

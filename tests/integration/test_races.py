@@ -17,9 +17,9 @@ import pytest
 from protocol.attempt import Attempt, Verdict, begin, change_between, submit
 from protocol.audit import AuditKind
 from protocol.ids import Millis, SessionId, UserId
-from server.bus import InProcessBus
-from server.storage import Conflict, DatabaseStorage, InterviewRecord
-from server.sweeper import MARGIN_MS, SWEEPER, Sweeper, settle
+from server.candidate.sweeper import MARGIN_MS, SWEEPER, Sweeper, settle
+from server.cluster.bus import InProcessBus
+from server.storage.attempts import Conflict, DatabaseStorage, InterviewRecord
 
 pytestmark = pytest.mark.integration
 

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from protocol.ids import InterviewId, SessionId
-from server.bus import EventBus, InterviewEvent, RedisBus
-from server.redis_client import RedisClient
+from server.cluster.bus import EventBus, InterviewEvent, RedisBus
+from server.cluster.client import RedisClient
 from tests.conftest import free_port
 from tests.e2e._client import UNIT_S
 

@@ -13,9 +13,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from protocol.ids import SessionId
-from server.bus import RECONNECTED, RedisBus
-from server.lock import Acquired, RedisLock
-from server.redis_client import RedisClient, RedisUnavailable
+from server.cluster.bus import RECONNECTED, RedisBus
+from server.cluster.client import RedisClient, RedisUnavailable
+from server.cluster.lock import Acquired, RedisLock
 from tests.conftest import RedisServer, free_port
 from tests.e2e._client import UNIT_S
 from tests.e2e.conftest import make_settings, served

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from protocol.ids import SessionId
-from server.lock import Acquired, RedisLock, SessionLock
-from server.redis_client import RedisClient, RedisUnavailable, escape_pattern
+from server.cluster.client import RedisClient, RedisUnavailable, escape_pattern
+from server.cluster.lock import Acquired, RedisLock, SessionLock
 from tests.conftest import free_port
 from tests.e2e._client import UNIT_S
 

@@ -15,9 +15,9 @@ from starlette.datastructures import Secret
 from protocol.definition import InterviewDefinition
 from protocol.ids import SessionId, UserId
 from server.auth import issue_token
-from server.http import routes
+from server.http.interviews import routes
 from server.settings import Settings
-from server.storage import DatabaseStorage
+from server.storage.attempts import DatabaseStorage
 from tests.integration._grading import Harness
 
 pytestmark = pytest.mark.integration

@@ -28,9 +28,7 @@ from protocol.attempt import (
 from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import InterviewDefinition
 from protocol.ids import InterviewId, SessionId, UserId
-from server._tables import metadata
-from server.migrations import alembic_url
-from server.storage import (
+from server.storage.attempts import (
     AlreadyInProgress,
     Conflict,
     DatabaseStorage,
@@ -41,6 +39,8 @@ from server.storage import (
     StorageUnavailable,
     migrate,
 )
+from server.storage.migrations import alembic_url
+from server.storage.tables import metadata
 
 pytestmark = pytest.mark.integration
 

@@ -19,15 +19,15 @@ from evaluators.grade import Grade
 from protocol.definition import InterviewDefinition, QuestionDef
 from protocol.ids import SessionId, UserId
 from server.__main__ import main
-from server.settings import Settings
-from server.storage import DatabaseStorage
-from server.worker import (
+from server.grading.worker import (
     JOBS_PER_MESSAGE,
     GradingQueue,
     install_worker,
     make_queue,
     run_worker,
 )
+from server.settings import Settings
+from server.storage.attempts import DatabaseStorage
 from tests.e2e._client import UNIT_S
 from tests.integration._grading import FakeGrader, Harness
 

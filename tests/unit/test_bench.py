@@ -331,22 +331,24 @@ def test_the_command_refuses_bad_flags_before_starting_anything(
 
 def test_log_problems_are_the_lines_at_warning_or_above() -> None:
     log = (
-        "2026-11-23 22:26:52,408 WARNING server.lock: lock release failed\n"
+        "2026-11-23 22:26:52,408 WARNING server.cluster.lock: lock release failed\n"
         "2026-11-23 22:26:53,001 INFO server.app: serving; a WARNING in a message\n"
         "Traceback (most recent call last):\n"
         "2026-11-23 22:26:54,000 ERROR server.candidate: candidate connection failed\n"
     )
     assert log_problems(log) == [
-        "2026-11-23 22:26:52,408 WARNING server.lock: lock release failed",
+        "2026-11-23 22:26:52,408 WARNING server.cluster.lock: lock release failed",
         "2026-11-23 22:26:54,000 ERROR server.candidate: candidate connection failed",
     ]
     assert log_problems("") == []
 
 
 def test_log_kinds_count_lines_about_different_sessions_together() -> None:
-    message = "WARNING server.grading: grading of this attempt not enqueued yet: "
+    message = (
+        "WARNING server.grading.service: grading of this attempt not enqueued yet: "
+    )
     first = f"2026-11-23 22:26:52,408 {message}TimeoutError() session s1"
     second = f"2026-11-23 22:26:53,111 {message}TimeoutError() session s2"
     assert log_kind(first) == log_kind(second)
-    assert log_kind(first).startswith("WARNING server.grading: grading of this")
+    assert log_kind(first).startswith("WARNING server.grading.service: grading of this")
     assert log_kind("short line") == "short line"

@@ -67,7 +67,7 @@ def test_protocol_module_imports_no_clock_randomness_or_io(path: Path) -> None:
         "import os.path",
         "from time import monotonic",
         "import random as chance",
-        "from server.storage import Storage",
+        "from server.storage.attempts import Storage",
         "import json, socket",
         "def f():\n    import websockets",
         "if True:\n    from starlette import websockets",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocol.ids import SessionId
-from server.bus import InProcessBus
+from server.cluster.bus import InProcessBus
 
 S1 = SessionId("s-1")
 S2 = SessionId("s-2")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from server import candidate
-from server.bus import InProcessBus
-from server.candidate import CandidateConnection
-from server.lock import InProcessLock
-from server.scheduler import Scheduler
+from server.candidate import connection as candidate
+from server.candidate.connection import CandidateConnection
+from server.candidate.scheduler import Scheduler
+from server.cluster.bus import InProcessBus
+from server.cluster.lock import InProcessLock
 from server.services import Services
 from server.settings import Settings
 

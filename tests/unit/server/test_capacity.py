@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from server.worker import Capacity
+from server.grading.worker import Capacity
 
 
 async def test_without_a_limit_there_is_always_room() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from protocol.ids import SessionId
-from server.lock import Acquired, InProcessLock
+from server.cluster.lock import Acquired, InProcessLock
 
 S1 = SessionId("s-1")
 S2 = SessionId("s-2")

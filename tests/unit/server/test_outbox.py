@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from server.outbox import Outbox
+from server.candidate.outbox import Outbox
 
 TIMEOUT_S = 1.0 * float(os.environ.get("TEST_TIME_FACTOR", "1"))
 

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from protocol.ids import Millis
-from server.scheduler import Scheduler, next_tick
+from server.candidate.scheduler import Scheduler, next_tick
 
 TIMEOUT_S = 1.0 * float(os.environ.get("TEST_TIME_FACTOR", "1"))
 T0: Millis = 1_700_000_000_000
@@ -182,7 +182,7 @@ async def test_a_failing_client_does_not_stop_the_others(
     scheduler.schedule(after)
     scheduler.schedule(later)
 
-    with caplog.at_level(logging.ERROR, logger="server.scheduler"):
+    with caplog.at_level(logging.ERROR, logger="server.candidate.scheduler"):
         clock.now = T0 + 1
         await called(failing, after)
         clock.now = T0 + 2

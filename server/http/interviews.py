@@ -28,7 +28,12 @@ from protocol.ids import InterviewId, Millis, UserId
 from protocol.messages import frame_schemas
 from server.auth import AuthError, Claims, Role, bearer_claims
 from server.settings import Settings
-from server.storage import InterviewRecord, Invitee, Storage, StorageUnavailable
+from server.storage.attempts import (
+    InterviewRecord,
+    Invitee,
+    Storage,
+    StorageUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +327,7 @@ async def metrics(request: Request) -> Response:
 
 def routes() -> list[BaseRoute]:
     # Imported here: the results API builds on this module's helpers.
-    from server.results_http import results_routes
+    from server.http.results import results_routes
 
     return [
         Route("/api/interviews", create_interview, methods=["POST"]),

@@ -1,7 +1,7 @@
 """Drives one :class:`CandidateProtocol` over one Starlette WebSocket.
 
-The way in (start, resume, restart) is :mod:`server.lobby`; this module attaches,
-performs guarded writes and feeds results back to the protocol.
+The way in (start, resume, restart) is :mod:`server.candidate.lobby`; this module
+attaches, performs guarded writes and feeds results back to the protocol.
 
 Three tasks per socket: the handler (this class's :meth:`run`) owns the protocol and
 its attempt; a reader feeds frames into the handler's inbox; a writer drains the
@@ -40,13 +40,13 @@ from protocol.errors import CloseCode
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
 from server.auth import AuthError, verify_token
-from server.bus import Subscription
-from server.lobby import Lobby
-from server.lock import Acquired
-from server.outbox import Outbox
-from server.scheduler import next_tick
+from server.candidate.lobby import Lobby
+from server.candidate.outbox import Outbox
+from server.candidate.scheduler import next_tick
+from server.cluster.bus import Subscription
+from server.cluster.lock import Acquired
 from server.services import Services
-from server.storage import (
+from server.storage.attempts import (
     Conflict,
     StorageError,
     StorageUnavailable,

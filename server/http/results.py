@@ -3,7 +3,7 @@
 Recruiters and admins of the interview's organisation only; anything outside it is
 404, like a missing attempt. Handlers find the :class:`GradingService` in
 ``request.app.state.grading`` (set by ``create_app``); the rest as in
-:mod:`server.http`.
+:mod:`server.http.interviews`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from starlette.routing import BaseRoute, Route
 
 from protocol.ids import InterviewId, SessionId
 from server.auth import Claims
-from server.grading import GradingService
-from server.http import (
+from server.grading.service import GradingService
+from server.http.interviews import (
     ApiError,
     _json_body,
     _json_errors,
@@ -30,8 +30,13 @@ from server.http import (
     _staff,
     _storage,
 )
-from server.results import ResultsStore, SessionDetail, SessionSummary, UnknownAnswer
-from server.storage import InterviewRecord
+from server.storage.attempts import InterviewRecord
+from server.storage.results import (
+    ResultsStore,
+    SessionDetail,
+    SessionSummary,
+    UnknownAnswer,
+)
 
 CSV_COLUMNS = (
     *("session_id", "candidate_id", "candidate_name", "attempt", "status"),

@@ -1,6 +1,7 @@
 """Grades, summaries and recruiters' corrections: the grading side of the database.
 
-Beside :mod:`server.storage` (which owns attempts), on the same pool and write lock.
+Beside :mod:`server.storage.attempts` (which owns attempts), on the same pool and
+write lock.
 Every write is conditional on the state it was decided from, so that jobs may run
 twice, late or together:
 
@@ -28,8 +29,8 @@ from evaluators.grade import Grade, Summary
 from protocol.attempt import Status
 from protocol.audit import AuditKind
 from protocol.ids import InterviewId, Millis, SessionId
-from server import _results_sql as sql
-from server._results_rows import (
+from server.storage import _results_sql as sql
+from server.storage._results_rows import (
     EVALUATED,
     NEEDS_REVIEW,
     PENDING,
@@ -49,8 +50,13 @@ from server._results_rows import (
     question_result,
     session_summary,
 )
-from server._tables import answers, sessions
-from server.storage import DatabaseStorage, InterviewRecord, StorageError, translated
+from server.storage.attempts import (
+    DatabaseStorage,
+    InterviewRecord,
+    StorageError,
+    translated,
+)
+from server.storage.tables import answers, sessions
 
 __all__ = [
     "EVALUATED",

@@ -1,4 +1,4 @@
-"""Conditions and statements :mod:`server.results` runs (SQLAlchemy Core).
+"""Conditions and statements :mod:`server.storage.results` runs (SQLAlchemy Core).
 
 The conditions are the guards of its docstring: a job is *due* when it has no live
 job (never enqueued, or enqueued longer ago than ``stale_ms``) and no retry waiting;
@@ -19,8 +19,8 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from protocol.attempt import Status
 from protocol.ids import Millis, SessionId
-from server._results_rows import PENDING, Totals
-from server._tables import answers, audit_log, sessions
+from server.storage._results_rows import PENDING, Totals
+from server.storage.tables import answers, audit_log, sessions
 
 UNGRADED = dict.fromkeys(
     (

@@ -13,10 +13,10 @@ from protocol.attempt import Attempt, begin
 from protocol.audit import AuditEntry, AuditKind
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
-from server.lock import Acquired, Superseded
+from server.candidate.sweeper import settle
+from server.cluster.lock import Acquired, Superseded
 from server.services import Services
-from server.storage import AlreadyInProgress, Conflict
-from server.sweeper import settle
+from server.storage.attempts import AlreadyInProgress, Conflict
 
 
 class Lobby:

@@ -1,4 +1,4 @@
-"""The tables :mod:`server.storage` queries (SQLAlchemy Core), and their rows.
+"""The tables :mod:`server.storage.attempts` queries (SQLAlchemy Core), and their rows.
 
 The schema itself is created by the alembic history in ``server/migrations``; a test
 checks that the migrated database matches these definitions. Times are BIGINT epoch
@@ -24,7 +24,7 @@ from protocol.definition import InterviewDefinition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 
 if TYPE_CHECKING:  # storage imports this module
-    from server.storage import InterviewRecord, Invitee
+    from server.storage.attempts import InterviewRecord, Invitee
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT.
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -268,8 +268,9 @@ def answer_rows(
             "had_draft": answer.had_draft,
             "evaluation_status": "pending",
             # The write claims the answer's grading job: the shell sends it next
-            # (server.grading), so no second transaction is needed to claim it. As
-            # of the commit: an expired answer's submission time may be long past.
+            # (server.grading.service), so no second transaction is needed to claim
+            # it. As of the commit: an expired answer's submission time may be long
+            # past.
             "enqueued_at": answer.submitted_at if claimed_at is None else claimed_at,
         }
         for answer in recorded

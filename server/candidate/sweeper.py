@@ -14,8 +14,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from protocol.attempt import Attempt, change_between, expire_due
 from protocol.audit import AuditEntry, AuditKind, expired as expiry_entry
 from protocol.ids import Millis, SessionId
-from server.bus import EventBus
-from server.storage import Conflict, Storage, StorageError
+from server.cluster.bus import EventBus
+from server.storage.attempts import Conflict, Storage, StorageError
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from server.storage import StorageUnavailable
+from server.storage.attempts import StorageUnavailable
 
 logger = logging.getLogger(__name__)
 

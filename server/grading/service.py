@@ -29,8 +29,9 @@ from evaluators.grade import Grader, QuestionResult, Recommendation, Summary
 from protocol.attempt import Status
 from protocol.ids import InterviewId, Millis, SessionId
 from server.batching import Batcher
-from server.bus import EventBus, InterviewEvent
-from server.results import (
+from server.cluster.bus import EventBus, InterviewEvent
+from server.storage.attempts import StorageError, StorageUnavailable
+from server.storage.results import (
     EVALUATED,
     NEEDS_REVIEW,
     PENDING,
@@ -43,7 +44,6 @@ from server.results import (
     RetryLater,
     SummaryJob,
 )
-from server.storage import StorageError, StorageUnavailable
 
 logger = logging.getLogger(__name__)
 

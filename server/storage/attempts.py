@@ -49,9 +49,10 @@ from protocol.attempt import (
 from protocol.audit import AuditEntry
 from protocol.definition import InterviewDefinition, Settings
 from protocol.ids import InterviewId, Millis, SessionId, UserId
-from server import _compiled as compiled_statements
-from server._sqlite import reuse_connections
-from server._tables import (
+from server.storage import _compiled as compiled_statements
+from server.storage._sqlite import reuse_connections
+from server.storage.migrations import migrate
+from server.storage.tables import (
     SESSION_WITH_DRAFT,
     answers,
     attempt_from,
@@ -73,7 +74,6 @@ from server._tables import (
     update_guarded,
     upsert,
 )
-from server.migrations import migrate
 
 __all__ = [
     "AlreadyInProgress",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from protocol.ids import InterviewId, Millis, SessionId
-from server.redis_client import REDIS_FAILURES, RedisClient, escape_pattern
+from server.cluster.client import REDIS_FAILURES, RedisClient, escape_pattern
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Protocol
 
 from protocol.ids import SessionId
 from server.batching import Batcher
-from server.redis_client import RedisClient, RedisUnavailable
+from server.cluster.client import RedisClient, RedisUnavailable
 
 logger = logging.getLogger(__name__)
 

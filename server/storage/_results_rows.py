@@ -1,4 +1,5 @@
-"""What :mod:`server.results` returns, and how its rows become those values (no I/O).
+"""What :mod:`server.storage.results` returns, and how its rows become those values
+(no I/O).
 
 Recruiters see both scores of an answer: the model's (``model_score``) and their own
 correction (``override_score``); ``score`` is the effective one, the override when set.

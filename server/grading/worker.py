@@ -44,11 +44,11 @@ from evaluators.grade import Grader
 from protocol.ids import Millis, SessionId
 from server import _gc
 from server.batching import Batcher
-from server.bus import EventBus, InProcessBus
-from server.grading import STALE_MS, GradingService
-from server.results import JobKey, ResultsStore
+from server.cluster.bus import EventBus, InProcessBus
+from server.grading.service import STALE_MS, GradingService
 from server.settings import Settings
-from server.storage import DatabaseStorage, StorageError
+from server.storage.attempts import DatabaseStorage, StorageError
+from server.storage.results import JobKey, ResultsStore
 
 logger = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from server._tables import metadata
-from server.migrations import alembic_url
+from server.storage.migrations import alembic_url
+from server.storage.tables import metadata
 
 config = context.config
 
