@@ -15,8 +15,8 @@ from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
 from server.candidate.sweeper import settle
 from server.cluster.lock import Acquired, Superseded
+from server.errors import AlreadyInProgress, Conflict
 from server.services import Services
-from server.storage.attempts import AlreadyInProgress, Conflict
 
 
 class Lobby:

@@ -27,13 +27,9 @@ from protocol.definition import DefinitionError, parse_definition
 from protocol.ids import InterviewId, Millis, UserId
 from protocol.messages import frame_schemas
 from server.auth import AuthError, Claims, Role, bearer_claims
+from server.errors import Unavailable
 from server.settings import Settings
-from server.storage.attempts import (
-    InterviewRecord,
-    Invitee,
-    Storage,
-    StorageUnavailable,
-)
+from server.storage.attempts import InterviewRecord, Invitee, Storage
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +66,7 @@ def _json_errors(endpoint: Endpoint) -> Endpoint:
             return exc.response()
         except AuthError as exc:
             return ApiError(401, "unauthenticated", exc.reason).response()
-        except StorageUnavailable:
+        except Unavailable:
             logger.warning("storage unavailable for %s %s", request.method, request.url)
             message = "the database is unavailable, retry later"
             return ApiError(503, "unavailable", message).response()

@@ -16,9 +16,10 @@ from protocol.attempt import begin
 from protocol.audit import AuditEntry, AuditKind
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server.auth import issue_token
+from server.errors import Unavailable
 from server.http.interviews import routes
 from server.settings import Settings
-from server.storage.attempts import DatabaseStorage, StorageUnavailable
+from server.storage.attempts import DatabaseStorage
 
 pytestmark = pytest.mark.integration
 
@@ -125,10 +126,10 @@ async def test_readyz_is_ok_when_the_database_answers(
 
 class UnreachableStorage:
     async def ping(self) -> None:
-        raise StorageUnavailable("connection refused")
+        raise Unavailable("connection refused")
 
     async def list_interviews(self, org: str) -> list[object]:
-        raise StorageUnavailable("connection refused")
+        raise Unavailable("connection refused")
 
     async def active_attempt(self, candidate_id: UserId) -> None:
         raise RuntimeError("a bug")
