@@ -408,7 +408,7 @@ class CandidateConnection:
         await self.services.bus.publish(session_id, self.holder)
         indexes = [answer.question_index for answer in effect.change.answers]
         self.services.metrics.answers.inc(len(indexes))
-        await self.services.answers_recorded(session_id, indexes)
+        await self.services.grading.answers_recorded(session_id, indexes)
 
     async def _store_draft(self, effect: StoreDraft, now: Millis) -> None:
         attempt = self.protocol.attempt

@@ -36,7 +36,7 @@ class Lobby:
             return None
         services = self.services
         attempt = await settle(
-            self.storage, services.bus, attempt, now, services.answers_recorded
+            self.storage, services.bus, attempt, now, services.grading.answers_recorded
         )
         return attempt if attempt is not None and attempt.in_progress else None
 
