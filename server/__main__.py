@@ -24,8 +24,9 @@ from protocol.definition import DefinitionError, InterviewDefinition, parse_defi
 from protocol.ids import InterviewId, UserId
 from server import _gc
 from server.auth import Role, issue_token
+from server.errors import ServerError
 from server.settings import Settings, SettingsError
-from server.storage.attempts import DatabaseStorage, Invitee, StorageError, migrate
+from server.storage.attempts import DatabaseStorage, Invitee, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"interview-server: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except StorageError as exc:
+    except ServerError as exc:
         print(f"interview-server: database error: {exc}", file=sys.stderr)
         return EXIT_DATABASE
 
@@ -193,7 +194,7 @@ def _run_migrations(settings: Settings) -> None:
         asyncio.run(migrate(settings.database_url))
     except (OSError, SQLAlchemyError) as exc:
         # migrate() leaves the engine's errors untranslated; this is its edge.
-        raise StorageError(f"migration failed: {exc}") from exc
+        raise ServerError(f"migration failed: {exc}") from exc
     logger.info("database schema is up to date")
 
 

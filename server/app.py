@@ -1,8 +1,9 @@
 """Wiring: ``create_app(settings)`` builds the Starlette app; nothing happens at import.
 
-The lifespan connects storage, starts the broker, the shared tick scheduler and the
-sweeper, and stops them in reverse order. Tests pass their own storage, lock, bus or
-clock.
+``create_app`` puts every dependency into one :class:`Services`, in
+``app.state.services``, which HTTP routes and candidate sockets read alike. The lifespan
+connects storage, starts the broker and the sweeper, and stops them (and the shared
+tick scheduler) in reverse order. Tests pass their own storage, lock, bus or clock.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from server.cluster.bus import EventBus, InProcessBus, RedisBus
 from server.cluster.client import RedisClient
 from server.cluster.lock import InProcessLock, RedisLock, SessionLock
 from server.grading.worker import Grading
-from server.http.interviews import routes
+from server.http import exception_handlers, middleware, routes
 from server.metrics import Metrics
-from server.services import Services
+from server.services import Check, Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
 
@@ -64,7 +65,23 @@ def create_app(
     bus = bus or (RedisBus(redis) if redis else InProcessBus())
     # Grading (issue 4): in this process, or by workers when REDIS_URL is set.
     grading = Grading(settings, storage, bus, clock, grader=grader)
-    metrics = Metrics()
+    readiness: dict[str, Check] = {"broker": grading.queue.ready}
+    if redis is not None:
+        readiness["redis"] = redis.ping
+    scheduler = Scheduler(clock)
+    # Built here, not in the lifespan: routes may be asked before it has finished.
+    services = Services(
+        settings=settings,
+        clock=clock,
+        storage=storage,
+        results=grading.service.results,
+        lock=lock,
+        bus=bus,
+        grading=grading.service,
+        scheduler=scheduler,
+        metrics=Metrics(),
+        readiness=readiness,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -73,27 +90,14 @@ def create_app(
             await redis.start()
         await grading.start()
         requeuing = asyncio.create_task(grading.requeue_forever(), name="requeue")
-        recorded = grading.service.answers_recorded
-        scheduler = Scheduler(clock)
         sweeper = Sweeper(
             storage,
             bus,
             clock,
             interval_ms=settings.sweep_interval_ms,
-            recorded=recorded,
+            recorded=grading.service.answers_recorded,
         )
         sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
-        app.state.services = Services(
-            settings=settings,
-            storage=storage,
-            lock=lock,
-            bus=bus,
-            scheduler=scheduler,
-            clock=clock,
-            metrics=metrics,
-            answers_recorded=recorded,
-        )
-        app.state.sweeper = sweeper
         logger.info("serving; database %s", _redacted(settings.database_url))
         try:
             yield
@@ -110,15 +114,11 @@ def create_app(
 
     app = Starlette(
         routes=[*routes(), WebSocketRoute("/ws/candidate", candidate_endpoint)],
+        middleware=middleware,
+        exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.storage = storage
-    app.state.clock = clock
-    app.state.broker_ready = grading.queue.ready
-    app.state.grading = grading.service
-    app.state.redis_ready = redis.ping if redis else None
-    app.state.metrics_registry = metrics.registry
+    app.state.services = services
     return app
 
 

@@ -14,6 +14,7 @@ import jwt
 from starlette.requests import HTTPConnection
 
 from protocol.ids import UserId
+from server.errors import ServerError
 
 ALGORITHM = "HS256"
 DEFAULT_TTL_S = 3600
@@ -33,7 +34,7 @@ class Role(enum.StrEnum):
         return self is not Role.CANDIDATE
 
 
-class AuthError(Exception):
+class AuthError(ServerError):
     """A token is missing, malformed, badly signed, expired or incomplete.
 
     Attributes:

@@ -45,12 +45,8 @@ from server.candidate.outbox import Outbox
 from server.candidate.scheduler import next_tick
 from server.cluster.bus import Subscription
 from server.cluster.lock import Acquired
+from server.errors import Conflict, ServerError, frame_message
 from server.services import Services
-from server.storage.attempts import (
-    Conflict,
-    StorageError,
-    StorageUnavailable,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -289,15 +285,9 @@ class CandidateConnection:
                     await self._record(entries)
                 case _:
                     assert_never(effect)
-        except StorageError as exc:
+        except ServerError as exc:
             self.log.warning("storage failed: %s", exc)
-            self.protocol.receive_write_failed(self._unavailable(exc))
-
-    @staticmethod
-    def _unavailable(exc: StorageError) -> str:
-        if isinstance(exc, StorageUnavailable):
-            return "the server cannot store this right now; send it again"
-        return "the server could not do this; send it again"
+            self.protocol.receive_write_failed(frame_message(exc))
 
     async def _verify(self, token: str, now: Millis) -> None:
         secret = self.services.settings.jwt_secret
@@ -394,7 +384,7 @@ class CandidateConnection:
         if attempt is None:
             return
         data = {"close_code": self.close_code}
-        with contextlib.suppress(StorageError):
+        with contextlib.suppress(ServerError):
             entry = self._entry(AuditKind.DETACHED, self.clock(), data)
             await self.storage.append_audit(attempt.session_id, [entry])
 
@@ -418,7 +408,7 @@ class CandidateConnection:
         await self.services.bus.publish(session_id, self.holder)
         indexes = [answer.question_index for answer in effect.change.answers]
         self.services.metrics.answers.inc(len(indexes))
-        await self.services.answers_recorded(session_id, indexes)
+        await self.services.grading.answers_recorded(session_id, indexes)
 
     async def _store_draft(self, effect: StoreDraft, now: Millis) -> None:
         attempt = self.protocol.attempt

@@ -15,8 +15,8 @@ from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
 from server.candidate.sweeper import settle
 from server.cluster.lock import Acquired, Superseded
+from server.errors import AlreadyInProgress, Conflict
 from server.services import Services
-from server.storage.attempts import AlreadyInProgress, Conflict
 
 
 class Lobby:
@@ -36,7 +36,7 @@ class Lobby:
             return None
         services = self.services
         attempt = await settle(
-            self.storage, services.bus, attempt, now, services.answers_recorded
+            self.storage, services.bus, attempt, now, services.grading.answers_recorded
         )
         return attempt if attempt is not None and attempt.in_progress else None
 

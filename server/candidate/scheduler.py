@@ -16,23 +16,11 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Protocol
 
 from protocol.ids import Millis
+from server.services import Timed
 
 logger = logging.getLogger(__name__)
-
-
-class Timed(Protocol):
-    generation: int
-
-    def next_due(self, now: Millis) -> Millis | None:
-        """When this client next needs :meth:`on_due`, or ``None`` for never."""
-        ...
-
-    def on_due(self, now: Millis) -> None:
-        """Send a tick or ask the owner to expire; must not block."""
-        ...
 
 
 def next_tick(deadline: Millis, now: Millis, interval: Millis) -> Millis:

@@ -15,7 +15,8 @@ from protocol.attempt import Attempt, change_between, expire_due
 from protocol.audit import AuditEntry, AuditKind, expired as expiry_entry
 from protocol.ids import Millis, SessionId
 from server.cluster.bus import EventBus
-from server.storage.attempts import Conflict, Storage, StorageError
+from server.errors import Conflict, ServerError
+from server.storage.attempts import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ class Sweeper:
         while True:
             try:
                 await self.sweep_once()
-            except StorageError as exc:
+            except ServerError as exc:
                 logger.warning("sweep failed, will retry: %s", exc)
             except Exception:
                 logger.exception("sweep failed, will retry")

@@ -25,7 +25,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from server.storage.attempts import StorageUnavailable
+from server.errors import Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -52,12 +52,15 @@ RECANCEL_EVERY_S = 0.05
 REDIS_FAILURES: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
 
 
-class RedisUnavailable(StorageUnavailable):
+class RedisUnavailable(Unavailable):
     """Redis could not be reached; the shell tells the client to try again.
 
-    A :class:`StorageUnavailable` because Redis holds shared state (who holds which
-    attempt) just as the database does, and the shell answers both the same way.
+    An :class:`Unavailable` like the database's: Redis holds shared state (who holds
+    which attempt), and the shell answers both the same way.
     """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, dependency="redis")
 
 
 def escape_pattern(text: str) -> str:

@@ -30,7 +30,7 @@ from protocol.attempt import Status
 from protocol.ids import InterviewId, Millis, SessionId
 from server.batching import Batcher
 from server.cluster.bus import EventBus, InterviewEvent
-from server.storage.attempts import StorageError, StorageUnavailable
+from server.errors import ServerError, Unavailable
 from server.storage.results import (
     EVALUATED,
     NEEDS_REVIEW,
@@ -215,17 +215,17 @@ class GradingService:
         each attempt whose last answer this finished.
 
         Raises:
-            StorageError: the database failed; the jobs are found again later.
+            ServerError: the database failed; the jobs are found again later.
         """
         try:
             await self._grade_answers(keys)
-        except (StorageError, asyncio.CancelledError):
+        except (ServerError, asyncio.CancelledError):
             # The database failed, or the task was cut short (its time limit, a
             # worker stopping): give the unfinished jobs back, so the next
             # re-enqueue sends them rather than waiting for them to go stale.
             try:
                 await asyncio.shield(self.results.release_jobs(keys))
-            except (StorageError, asyncio.CancelledError) as again:
+            except (ServerError, asyncio.CancelledError) as again:
                 logger.warning("grading jobs wait until stale: %r", again)
             raise
 
@@ -258,9 +258,9 @@ class GradingService:
         key = (job.session_id, job.index)
         try:
             stored = await self._writes.submit((key, outcome))
-        except StorageUnavailable:
+        except Unavailable:
             raise
-        except StorageError as exc:  # the database refused this outcome itself
+        except ServerError as exc:  # the database refused this outcome itself
             if isinstance(outcome, NeedsReview):
                 raise
             outcome = NeedsReview(f"the grade could not be stored: {reason_of(exc)}")
@@ -286,22 +286,22 @@ class GradingService:
 
     async def _store(
         self, outcomes: Sequence[tuple[JobKey, Outcome]]
-    ) -> Sequence[bool | StorageError]:
+    ) -> Sequence[bool | ServerError]:
         try:
             return await self.results.store_outcomes(outcomes, self.clock())
-        except StorageUnavailable:
+        except Unavailable:
             raise
-        except StorageError:
+        except ServerError:
             if len(outcomes) == 1:
                 raise
         # One outcome the database refuses must not fail the others with it.
-        stored: list[bool | StorageError] = []
+        stored: list[bool | ServerError] = []
         for outcome in outcomes:
             try:
                 [one] = await self.results.store_outcomes([outcome], self.clock())
-            except StorageUnavailable:
+            except Unavailable:
                 raise
-            except StorageError as exc:
+            except ServerError as exc:
                 stored.append(exc)
             else:
                 stored.append(one)
@@ -336,14 +336,14 @@ class GradingService:
         """Write the attempt's summary once (by the model, else by code).
 
         Raises:
-            StorageError: the database failed; the job is found again later.
+            ServerError: the database failed; the job is found again later.
         """
         job = await self.results.summary_job(session_id)
         if job is None or not _ready(job):
             return
         try:
             summary = await self.grader.summarise(title=job.title, results=job.results)
-        except StorageError:
+        except ServerError:
             raise
         except Exception as exc:
             retryable = not isinstance(exc, EvaluationError) or exc.retryable

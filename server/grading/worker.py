@@ -45,9 +45,10 @@ from protocol.ids import Millis, SessionId
 from server import _gc
 from server.batching import Batcher
 from server.cluster.bus import EventBus, InProcessBus
+from server.errors import ServerError
 from server.grading.service import STALE_MS, GradingService
 from server.settings import Settings
-from server.storage.attempts import DatabaseStorage, StorageError
+from server.storage.attempts import DatabaseStorage
 from server.storage.results import JobKey, ResultsStore
 
 logger = logging.getLogger(__name__)
@@ -372,7 +373,7 @@ class Grading:
     async def _requeue(self, *, stale_ms: int | None = None) -> None:
         try:
             sent = await self.service.requeue_pending(stale_ms=stale_ms)
-        except StorageError as exc:
+        except ServerError as exc:
             logger.warning("re-enqueue of grading failed, will retry: %s", exc)
         except Exception:
             logger.exception("re-enqueue of grading failed, will retry")

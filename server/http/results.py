@@ -1,9 +1,7 @@
 """Recruiters' results API (PRODUCT.md section 3): attempts, grades, corrections.
 
 Recruiters and admins of the interview's organisation only; anything outside it is
-404, like a missing attempt. Handlers find the :class:`GradingService` in
-``request.app.state.grading`` (set by ``create_app``); the rest as in
-:mod:`server.http.interviews`.
+404, like a missing attempt.
 """
 
 from __future__ import annotations
@@ -20,23 +18,10 @@ from starlette.routing import BaseRoute, Route
 
 from protocol.ids import InterviewId, SessionId
 from server.auth import Claims
-from server.grading.service import GradingService
-from server.http.interviews import (
-    ApiError,
-    _json_body,
-    _json_errors,
-    _own_interview,
-    _problems,
-    _staff,
-    _storage,
-)
+from server.http.access import json_body, own_interview, problems, services, staff
+from server.http.errors import ApiError
 from server.storage.attempts import InterviewRecord
-from server.storage.results import (
-    ResultsStore,
-    SessionDetail,
-    SessionSummary,
-    UnknownAnswer,
-)
+from server.storage.results import SessionDetail, SessionSummary
 
 CSV_COLUMNS = (
     *("session_id", "candidate_id", "candidate_name", "attempt", "status"),
@@ -44,15 +29,6 @@ CSV_COLUMNS = (
     *("final_score", "max_score", "percentage", "recommendation"),
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-
-
-def _grading(request: Request) -> GradingService:
-    grading: GradingService = request.app.state.grading
-    return grading
-
-
-def _results(request: Request) -> ResultsStore:
-    return _grading(request).results
 
 
 def _actor(claims: Claims) -> str:
@@ -64,27 +40,26 @@ async def _own_session(
 ) -> tuple[InterviewRecord, SessionDetail]:
     """The attempt of the path, when its interview belongs to the caller's org."""
     session_id = SessionId(request.path_params["session_id"])
-    detail = await _results(request).session_detail(session_id)
+    shared = services(request)
+    detail = await shared.results.session_detail(session_id)
     interview = None
     if detail is not None:
         interview_id = InterviewId(detail.session.interview_id)
-        interview = await _storage(request).get_interview(interview_id)
+        interview = await shared.storage.get_interview(interview_id)
     # Another organisation's attempt is indistinguishable from a missing one.
     if detail is None or interview is None or interview.org != claims.org:
         raise ApiError(404, "not_found", f"no session {session_id!r}")
     return interview, detail
 
 
-@_json_errors
 async def list_sessions(request: Request) -> Response:
-    interview = await _own_interview(request, _staff(request))
-    sessions = await _results(request).list_sessions(interview.id)
+    interview = await own_interview(request, staff(request))
+    sessions = await services(request).results.list_sessions(interview.id)
     return JSONResponse({"sessions": [asdict(session) for session in sessions]})
 
 
-@_json_errors
 async def get_session(request: Request) -> Response:
-    _, detail = await _own_session(request, _staff(request))
+    _, detail = await _own_session(request, staff(request))
     return JSONResponse(_detail_json(detail))
 
 
@@ -100,36 +75,31 @@ class _Override(BaseModel):
     note: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 
-@_json_errors
 async def override(request: Request) -> Response:
-    claims = _staff(request)
+    claims = staff(request)
     interview, detail = await _own_session(request, claims)
     index = _question_index(request, interview)
-    body = await _json_body(request)
+    body = await json_body(request)
     try:
         change = _Override.model_validate(body)
     except ValidationError as exc:
         message = "expected {'score': number, 'note': text}"
-        raise ApiError(
-            422, "invalid_request", message, problems=_problems(exc)
-        ) from exc
+        raise ApiError(422, "invalid_request", message, problems=problems(exc)) from exc
     points = interview.definition.questions[index].points
     if change.score > points:
         message = f"expected a score from 0 to {points:g}, got {change.score:g}"
         raise ApiError(422, "invalid_request", message)
     session_id = SessionId(detail.session.id)
-    try:
-        await _grading(request).override(
-            interview.id,
-            session_id,
-            index,
-            score=change.score,
-            note=change.note,
-            by=_actor(claims),
-        )
-    except UnknownAnswer as exc:
-        raise ApiError(404, "not_found", f"no answer to question {index}") from exc
-    updated = await _results(request).session_detail(session_id)
+    shared = services(request)
+    await shared.grading.override(
+        interview.id,
+        session_id,
+        index,
+        score=change.score,
+        note=change.note,
+        by=_actor(claims),
+    )
+    updated = await shared.results.session_detail(session_id)
     assert updated is not None, "attempts are never deleted"
     return JSONResponse(_detail_json(updated))
 
@@ -142,22 +112,20 @@ def _question_index(request: Request, interview: InterviewRecord) -> int:
     return int(raw)
 
 
-@_json_errors
 async def reevaluate(request: Request) -> Response:
-    claims = _staff(request)
+    claims = staff(request)
     _, detail = await _own_session(request, claims)
     session_id = SessionId(detail.session.id)
-    if not await _grading(request).reevaluate(session_id, by=_actor(claims)):
+    if not await services(request).grading.reevaluate(session_id, by=_actor(claims)):
         status = detail.session.status
         message = f"expected a completed or evaluated attempt, it is {status}"
         raise ApiError(409, "conflict", message)
     return JSONResponse({"session_id": session_id, "status": "completed"}, 202)
 
 
-@_json_errors
 async def results_csv(request: Request) -> Response:
-    interview = await _own_interview(request, _staff(request))
-    sessions = await _results(request).list_sessions(interview.id)
+    interview = await own_interview(request, staff(request))
+    sessions = await services(request).results.list_sessions(interview.id)
     output = io.StringIO()
     writer = csv.writer(output, lineterminator="\r\n")
     writer.writerow(CSV_COLUMNS)

@@ -1,11 +1,8 @@
 """Persistence of interviews and attempts (docs/design.md, "Storage interface").
 
-Exceptions::
-
-    StorageError
-    ├── Conflict             a conditional write found the attempt changed
-    ├── AlreadyInProgress    the candidate already has an attempt in progress
-    └── StorageUnavailable   the database is unreachable
+Raises the exceptions of :mod:`server.errors`: :class:`Conflict`,
+:class:`AlreadyInProgress`, :class:`Unavailable` (the drivers' errors, translated), and
+:class:`ServerError` for an integrity violation.
 
 Every change of an attempt is one transaction guarded by the state it was decided from
 (design.md, "Time and truth"): ``UPDATE sessions ... WHERE status = 'in_progress' AND
@@ -49,6 +46,7 @@ from protocol.attempt import (
 from protocol.audit import AuditEntry
 from protocol.definition import InterviewDefinition, Settings
 from protocol.ids import InterviewId, Millis, SessionId, UserId
+from server.errors import AlreadyInProgress, Conflict, ServerError, Unavailable
 from server.storage import _compiled as compiled_statements
 from server.storage._sqlite import reuse_connections
 from server.storage.migrations import migrate
@@ -76,32 +74,12 @@ from server.storage.tables import (
 )
 
 __all__ = [
-    "AlreadyInProgress",
-    "Conflict",
     "DatabaseStorage",
     "InterviewRecord",
     "Invitee",
     "Storage",
-    "StorageError",
-    "StorageUnavailable",
     "migrate",
 ]
-
-
-class StorageError(Exception):
-    """Root of the storage errors."""
-
-
-class Conflict(StorageError):
-    """A conditional write found the attempt changed: reload and decide again."""
-
-
-class AlreadyInProgress(StorageError):
-    """The candidate already has an attempt in progress (at any interview)."""
-
-
-class StorageUnavailable(StorageError):
-    """The database cannot be reached."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +118,7 @@ class Storage(Protocol):
     ``create_attempt`` writes ``audit`` to the new attempt, and ``abandon`` (Start
     Over) is marked abandoned under the usual guard. ``commit``, ``save_draft`` and
     ``create_attempt`` raise :class:`Conflict` when the guard fails; ``claim`` raises
-    it for an unknown attempt. Any method may raise :class:`StorageUnavailable`.
+    it for an unknown attempt. Any method may raise :class:`Unavailable`.
     """
 
     async def connect(self) -> None: ...
@@ -235,14 +213,14 @@ def _driver_errors() -> Iterator[None]:
     """Translate the drivers' exceptions (``databases`` does not wrap them)."""
     try:
         yield
-    except StorageError:
+    except ServerError:
         raise
     except (sqlite3.IntegrityError, asyncpg.IntegrityConstraintViolationError) as exc:
-        raise StorageError(f"integrity violation: {exc}") from exc
+        raise ServerError(f"integrity violation: {exc}") from exc
     except Exception as exc:
         if _is_unavailable(exc):
             detail = str(exc) or type(exc).__name__  # a TimeoutError says nothing
-            raise StorageUnavailable(f"database unavailable: {detail}") from exc
+            raise Unavailable(f"database unavailable: {detail}") from exc
         raise
 
 
@@ -258,7 +236,7 @@ def _translated(
 
 
 translated = _translated
-"""Maps the drivers' exceptions to :class:`StorageError` (for the other stores)."""
+"""Maps the drivers' exceptions to :class:`ServerError` (for the other stores)."""
 
 
 def _unique_violation(exc: Exception) -> str | None:
@@ -273,7 +251,7 @@ def _unique_violation(exc: Exception) -> str | None:
     )
 
 
-def _attempt_exists(exc: Exception, attempt: Attempt) -> StorageError | None:
+def _attempt_exists(exc: Exception, attempt: Attempt) -> ServerError | None:
     violated = _unique_violation(exc)
     if violated in _IN_PROGRESS_ELSEWHERE:
         return AlreadyInProgress(f"{attempt.candidate_id} has an attempt in progress")
@@ -306,7 +284,7 @@ def _require_folder(database: str) -> None:
     # that thread raises once the event loop is closed.
     folder = Path(database).parent
     if database not in ("", ":memory:") and not folder.is_dir():
-        raise StorageUnavailable(f"no folder {folder} for the SQLite database")
+        raise Unavailable(f"no folder {folder} for the SQLite database")
 
 
 WAL_SWITCH_TRIES = 10
@@ -340,7 +318,7 @@ class DatabaseStorage:
                 "max_size": pool_max,
                 # Without them, a database behind a dropped network holds every
                 # call for the kernel's TCP timeout (connect: 60 s; a statement:
-                # forever). They fail as StorageUnavailable (TimeoutError).
+                # forever). They fail as Unavailable (TimeoutError).
                 "timeout": timeout_s,
                 "command_timeout": timeout_s,
             }
@@ -372,7 +350,7 @@ class DatabaseStorage:
                 await self._database.execute("PRAGMA journal_mode = WAL")
             except sqlite3.OperationalError:
                 await asyncio.sleep(0.05 * (attempt + 1))
-        raise StorageUnavailable("could not switch the SQLite file to WAL mode")
+        raise Unavailable("could not switch the SQLite file to WAL mode")
 
     async def disconnect(self) -> None:
         await self._database.disconnect()

@@ -29,6 +29,7 @@ from evaluators.grade import Grade, Summary
 from protocol.attempt import Status
 from protocol.audit import AuditKind
 from protocol.ids import InterviewId, Millis, SessionId
+from server.errors import NotFound
 from server.storage import _results_sql as sql
 from server.storage._results_rows import (
     EVALUATED,
@@ -53,7 +54,6 @@ from server.storage._results_rows import (
 from server.storage.attempts import (
     DatabaseStorage,
     InterviewRecord,
-    StorageError,
     translated,
 )
 from server.storage.tables import answers, sessions
@@ -90,12 +90,18 @@ JobKey = tuple[SessionId, int]
 """An answer's grading job: its attempt and question index."""
 
 
-class UnknownAnswer(StorageError):
+class UnknownAnswer(NotFound):
     """No such attempt, or no answer to that question in it."""
+
+    def __init__(self, session_id: SessionId, index: int) -> None:
+        super().__init__(f"no answer to question {index}")
+        self.session_id = session_id
+        self.index = index
 
 
 class ResultsStore:
-    """Queries of grading; every method may raise :class:`StorageUnavailable`."""
+    """Queries of grading; every method may raise
+    :class:`server.errors.Unavailable`."""
 
     def __init__(self, storage: DatabaseStorage) -> None:
         self.storage = storage
@@ -441,7 +447,7 @@ class ResultsStore:
                 )
             )
             if held is None or current is None:
-                raise UnknownAnswer(f"no answer {index} in attempt {session_id}")
+                raise UnknownAnswer(session_id, index)
             await connection.execute(
                 answers.update()
                 .where(*sql.answer_is(session_id, index))

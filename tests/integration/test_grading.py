@@ -12,18 +12,14 @@ from protocol.attempt import Status, change_between, submit
 from protocol.audit import AuditKind
 from protocol.definition import InterviewDefinition
 from protocol.ids import Millis, SessionId, UserId
+from server.errors import ServerError, Unavailable
 from server.grading.service import (
     MAX_ATTEMPTS,
     MAX_SUMMARY_ATTEMPTS,
     RETRY_CAP_MS,
     STALE_MS,
 )
-from server.storage.attempts import (
-    DatabaseStorage,
-    InterviewRecord,
-    StorageError,
-    StorageUnavailable,
-)
+from server.storage.attempts import DatabaseStorage, InterviewRecord
 from server.storage.results import (
     REEVALUATED,
     SCORE_OVERRIDDEN,
@@ -167,11 +163,11 @@ async def test_jobs_whose_grades_could_not_be_stored_are_sent_at_the_next_pass(
     session_id = await harness.complete(enqueue=False)
 
     async def database_down(*args: object, **kwargs: object) -> list[bool]:
-        raise StorageUnavailable("database unavailable: test")
+        raise Unavailable("database unavailable: test")
 
     with monkeypatch.context() as patch:
         patch.setattr(harness.results, "store_outcomes", database_down)
-        with pytest.raises(StorageUnavailable):
+        with pytest.raises(Unavailable):
             await harness.service.grade_answers([(session_id, i) for i in range(3)])
 
     assert await harness.service.requeue_pending() in (3, 4)  # given back (+ summary)
@@ -208,7 +204,7 @@ async def test_a_grade_the_database_refuses_goes_to_review_alone(
         outcomes: Sequence[tuple[JobKey, Outcome]], now: Millis
     ) -> list[bool]:
         if any(k == poisoned and isinstance(o, Graded) for k, o in outcomes):
-            raise StorageError("value refused by the database")
+            raise ServerError("value refused by the database")
         return await store(outcomes, now)
 
     monkeypatch.setattr(harness.results, "store_outcomes", refusing)

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -16,9 +19,15 @@ from protocol.attempt import begin
 from protocol.audit import AuditEntry, AuditKind
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server.auth import issue_token
-from server.http.interviews import routes
+from server.candidate.scheduler import Scheduler
+from server.cluster.bus import InProcessBus
+from server.cluster.lock import InProcessLock
+from server.errors import Unavailable
+from server.http import exception_handlers, middleware, routes
+from server.metrics import Metrics
+from server.services import Services
 from server.settings import Settings
-from server.storage.attempts import DatabaseStorage, StorageUnavailable
+from server.storage.attempts import DatabaseStorage, Storage
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +45,25 @@ class FakeClock:
         return self.now
 
 
-def _app(storage: object, clock: FakeClock, **state: object) -> Starlette:
-    app = Starlette(routes=routes())
-    app.state.settings = SETTINGS
-    app.state.storage = storage
-    app.state.clock = clock
-    app.state.broker_ready = None
-    for name, value in state.items():
-        setattr(app.state, name, value)
+UNUSED: Any = None
+"""The interview routes never reach the results store or grading."""
+
+
+def _app(storage: object, clock: FakeClock, **changes: Any) -> Starlette:
+    services = Services(
+        settings=SETTINGS,
+        clock=clock,
+        storage=cast(Storage, storage),
+        results=UNUSED,
+        lock=InProcessLock(),
+        bus=InProcessBus(),
+        grading=UNUSED,
+        scheduler=Scheduler(clock),
+    )
+    app = Starlette(
+        routes=routes(), middleware=middleware, exception_handlers=exception_handlers
+    )
+    app.state.services = dataclasses.replace(services, **changes)
     return app
 
 
@@ -125,10 +145,10 @@ async def test_readyz_is_ok_when_the_database_answers(
 
 class UnreachableStorage:
     async def ping(self) -> None:
-        raise StorageUnavailable("connection refused")
+        raise Unavailable("connection refused")
 
     async def list_interviews(self, org: str) -> list[object]:
-        raise StorageUnavailable("connection refused")
+        raise Unavailable("connection refused")
 
     async def active_attempt(self, candidate_id: UserId) -> None:
         raise RuntimeError("a bug")
@@ -153,7 +173,8 @@ async def test_readyz_is_503_naming_the_broker_when_it_is_not_ready(
     async def not_ready() -> bool:
         return False
 
-    async with _client(_app(storage, clock, broker_ready=not_ready)) as client:
+    app = _app(storage, clock, readiness={"broker": not_ready})
+    async with _client(app) as client:
         response = await client.get("/readyz")
 
     assert response.status_code == 503
@@ -182,6 +203,19 @@ async def test_unexpected_failure_is_a_json_500_without_details(
     assert response.json() == {"error": "internal", "message": "internal server error"}
 
 
+async def test_unexpected_failure_is_logged_once_with_its_traceback(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with _client(_app(UnreachableStorage(), clock)) as client:
+        with caplog.at_level(logging.ERROR):
+            await client.get("/api/interviews/active", headers=_auth("candidate"))
+
+    [record] = caplog.records
+    assert record.getMessage().startswith("unexpected failure in GET ")
+    assert record.exc_info is not None
+    assert str(record.exc_info[1]) == "a bug"
+
+
 async def test_protocol_schema_lists_client_and_server_frames(
     client: httpx.AsyncClient,
 ) -> None:
@@ -194,13 +228,14 @@ async def test_protocol_schema_lists_client_and_server_frames(
     assert "server_to_client" in schema
 
 
-async def test_metrics_come_from_the_registry_in_app_state(
+async def test_metrics_come_from_the_registry_of_the_services(
     storage: DatabaseStorage, clock: FakeClock
 ) -> None:
     registry = CollectorRegistry()
     Counter("interview_test_total", "A test counter.", registry=registry).inc()
 
-    async with _client(_app(storage, clock, metrics_registry=registry)) as client:
+    app = _app(storage, clock, metrics=Metrics(registry))
+    async with _client(app) as client:
         response = await client.get("/metrics")
 
     assert response.status_code == 200
@@ -208,13 +243,14 @@ async def test_metrics_come_from_the_registry_in_app_state(
     assert "interview_test_total 1.0" in response.text
 
 
-async def test_metrics_fall_back_to_the_default_registry(
+async def test_metrics_are_the_sockets_own_and_not_the_process_wide_ones(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.get("/metrics")
 
     assert response.status_code == 200
-    assert "python_info" in response.text
+    assert "interview_sockets_open 0.0" in response.text
+    assert "python_info" not in response.text
 
 
 # -- authentication and roles ---------------------------------------------------------

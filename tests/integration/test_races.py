@@ -19,7 +19,8 @@ from protocol.audit import AuditKind
 from protocol.ids import Millis, SessionId, UserId
 from server.candidate.sweeper import MARGIN_MS, SWEEPER, Sweeper, settle
 from server.cluster.bus import InProcessBus
-from server.storage.attempts import Conflict, DatabaseStorage, InterviewRecord
+from server.errors import Conflict
+from server.storage.attempts import DatabaseStorage, InterviewRecord
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""The results API (server/results_http.py) on a real database and a fake grader."""
+"""The results API (server/http/results.py) on a real database and a fake grader."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from starlette.datastructures import Secret
 from protocol.definition import InterviewDefinition
 from protocol.ids import SessionId, UserId
 from server.auth import issue_token
-from server.http.interviews import routes
+from server.candidate.scheduler import Scheduler
+from server.cluster.lock import InProcessLock
+from server.http import exception_handlers, middleware, routes
+from server.services import Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
 from tests.integration._grading import Harness
@@ -44,11 +47,19 @@ async def harness(storage: DatabaseStorage, definition: InterviewDefinition) -> 
 
 @pytest.fixture
 async def client(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
-    app = Starlette(routes=routes())
-    app.state.settings = Settings(jwt_secret=Secret(SECRET))
-    app.state.storage = harness.storage
-    app.state.clock = harness.clock
-    app.state.grading = harness.service
+    app = Starlette(
+        routes=routes(), middleware=middleware, exception_handlers=exception_handlers
+    )
+    app.state.services = Services(
+        settings=Settings(jwt_secret=Secret(SECRET)),
+        clock=harness.clock,
+        storage=harness.storage,
+        results=harness.results,
+        lock=InProcessLock(),
+        bus=harness.bus,
+        grading=harness.service,
+        scheduler=Scheduler(harness.clock),
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         yield http
@@ -174,6 +185,21 @@ async def test_an_override_of_a_question_that_does_not_exist_is_not_found(
         path = f"/api/sessions/{evaluated}/answers/{index}/override"
         response = await client.post(path, json={"score": 1}, headers=auth())
         assert response.status_code == 404
+
+
+async def test_an_override_of_a_question_not_answered_yet_is_not_found(
+    client: httpx.AsyncClient, harness: Harness
+) -> None:
+    attempt = await harness.start()
+
+    path = f"/api/sessions/{attempt.session_id}/answers/0/override"
+    response = await client.post(path, json={"score": 1}, headers=auth())
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "not_found",
+        "message": "no answer to question 0",
+    }
 
 
 async def test_reevaluation_is_accepted_and_grades_again(

@@ -28,15 +28,12 @@ from protocol.attempt import (
 from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import InterviewDefinition
 from protocol.ids import InterviewId, SessionId, UserId
+from server.errors import AlreadyInProgress, Conflict, ServerError, Unavailable
 from server.storage.attempts import (
-    AlreadyInProgress,
-    Conflict,
     DatabaseStorage,
     InterviewRecord,
     Invitee,
     Storage,
-    StorageError,
-    StorageUnavailable,
     migrate,
 )
 from server.storage.migrations import alembic_url
@@ -109,13 +106,13 @@ async def test_migrated_schema_matches_the_tables_the_code_queries(
 
 async def test_unreachable_database_is_unavailable() -> None:
     storage = DatabaseStorage("postgresql://nobody@127.0.0.1:1/none")
-    with pytest.raises(StorageUnavailable):
+    with pytest.raises(Unavailable):
         await storage.connect()
 
 
 async def test_sqlite_file_in_a_missing_folder_is_unavailable() -> None:
     storage = DatabaseStorage(f"sqlite:////nonexistent-{uuid.uuid4().hex}/x.db")
-    with pytest.raises(StorageUnavailable):
+    with pytest.raises(Unavailable):
         await storage.connect()
 
 
@@ -433,7 +430,7 @@ async def test_two_instances_on_one_database_apply_a_change_once(
 async def test_inviting_to_an_unknown_interview_is_a_storage_error(
     storage: DatabaseStorage,
 ) -> None:
-    with pytest.raises(StorageError, match="integrity"):
+    with pytest.raises(ServerError, match="integrity"):
         await storage.invite(
             InterviewId("missing"), [Invitee(fresh("a"), "A", None)], NOW
         )
