@@ -31,6 +31,8 @@ from server.metrics import Metrics
 from server.services import Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
+from server.storage.database import Database
+from server.storage.results import ResultsStore
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +52,11 @@ def create_app(
     grader: Grader | None = None,
 ) -> Starlette:
     storage = storage or DatabaseStorage(
-        settings.database_url,
-        pool_max=settings.db_pool_max,
-        timeout_s=settings.db_timeout_s,
+        Database(
+            settings.database_url,
+            pool_max=settings.db_pool_max,
+            timeout_s=settings.db_timeout_s,
+        )
     )
     # With REDIS_URL, locks and news are shared by every instance (PRODUCT.md 2).
     redis = (
@@ -63,7 +67,8 @@ def create_app(
     lock = lock or (RedisLock(redis) if redis else InProcessLock())
     bus = bus or (RedisBus(redis) if redis else InProcessBus())
     # Grading (issue 4): in this process, or by workers when REDIS_URL is set.
-    grading = Grading(settings, storage, bus, clock, grader=grader)
+    results = ResultsStore(storage.database)  # the same handle
+    grading = Grading(settings, results, bus, clock, grader=grader)
     metrics = Metrics()
 
     @contextlib.asynccontextmanager

@@ -20,6 +20,7 @@ from protocol.ids import Millis, SessionId, UserId
 from server.candidate.sweeper import MARGIN_MS, SWEEPER, Sweeper, settle
 from server.cluster.bus import InProcessBus
 from server.storage.attempts import Conflict, DatabaseStorage, InterviewRecord
+from server.storage.database import Database
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +31,7 @@ ROUNDS = 20
 @pytest.fixture
 async def other(database_url: str) -> AsyncIterator[DatabaseStorage]:
     """A second instance's storage on the same database."""
-    second = DatabaseStorage(database_url)
+    second = DatabaseStorage(Database(database_url))
     await second.connect()
     try:
         yield second

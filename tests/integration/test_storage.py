@@ -39,6 +39,7 @@ from server.storage.attempts import (
     StorageUnavailable,
     migrate,
 )
+from server.storage.database import Database
 from server.storage.migrations import alembic_url
 from server.storage.tables import metadata
 
@@ -81,7 +82,7 @@ def answered(attempt: Attempt, text: str, *, after_ms: int = 1_000) -> Change:
 
 
 def test_database_storage_satisfies_the_storage_protocol() -> None:
-    storage: Storage = DatabaseStorage("sqlite:///unused.db")
+    storage: Storage = DatabaseStorage(Database("sqlite:///unused.db"))
     assert storage is not None
 
 
@@ -108,13 +109,15 @@ async def test_migrated_schema_matches_the_tables_the_code_queries(
 
 
 async def test_unreachable_database_is_unavailable() -> None:
-    storage = DatabaseStorage("postgresql://nobody@127.0.0.1:1/none")
+    storage = DatabaseStorage(Database("postgresql://nobody@127.0.0.1:1/none"))
     with pytest.raises(StorageUnavailable):
         await storage.connect()
 
 
 async def test_sqlite_file_in_a_missing_folder_is_unavailable() -> None:
-    storage = DatabaseStorage(f"sqlite:////nonexistent-{uuid.uuid4().hex}/x.db")
+    storage = DatabaseStorage(
+        Database(f"sqlite:////nonexistent-{uuid.uuid4().hex}/x.db")
+    )
     with pytest.raises(StorageUnavailable):
         await storage.connect()
 
@@ -129,7 +132,9 @@ async def test_created_interview_round_trips_with_its_keys(
     record = await storage.create_interview(
         org="acme", created_by=UserId("rita"), definition=definition, now=NOW
     )
-    reopened = DatabaseStorage(database_url)  # no cache: read from the database
+    reopened = DatabaseStorage(
+        Database(database_url)
+    )  # no cache: read from the database
     await reopened.connect()
     try:
         loaded = await reopened.get_interview(record.id)
@@ -412,7 +417,7 @@ async def test_two_instances_on_one_database_apply_a_change_once(
     storage: DatabaseStorage, interview: InterviewRecord, database_url: str
 ) -> None:
     attempt = await started(storage, interview)
-    other = DatabaseStorage(database_url)
+    other = DatabaseStorage(Database(database_url))
     await other.connect()
     changes = [answered(attempt, f"answer {n}", after_ms=n) for n in range(1, 21)]
     try:
@@ -445,7 +450,7 @@ async def test_instances_opening_a_fresh_sqlite_file_together_all_connect(
     for round_ in range(10):
         url = f"sqlite:///{tmp_path}/fresh-{round_}.db"
         await migrate(url)
-        pair = [DatabaseStorage(url) for _ in range(3)]
+        pair = [DatabaseStorage(Database(url)) for _ in range(3)]
         await asyncio.gather(*(storage.connect() for storage in pair))
         try:
             mode = await pair[0].database.fetch_val("PRAGMA journal_mode")

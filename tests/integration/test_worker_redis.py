@@ -1,4 +1,4 @@
-"""Grading tasks through Redis streams (server/worker.py) to real worker loops."""
+"""Grading tasks through Redis streams (server/grading/) to real worker loops."""
 
 from __future__ import annotations
 
@@ -19,13 +19,8 @@ from evaluators.grade import Grade
 from protocol.definition import InterviewDefinition, QuestionDef
 from protocol.ids import SessionId, UserId
 from server.__main__ import main
-from server.grading.worker import (
-    JOBS_PER_MESSAGE,
-    GradingQueue,
-    install_worker,
-    make_queue,
-    run_worker,
-)
+from server.grading.queue import JOBS_PER_MESSAGE, GradingQueue, make_queue
+from server.grading.worker import install_worker, run_worker
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
 from tests.e2e._client import UNIT_S
