@@ -26,12 +26,7 @@ from protocol.ids import SessionId
 from server.batching import Batcher
 from server.grading.broker import StreamBroker
 from server.grading.capacity import Capacity
-from server.grading.tasks import (
-    TASK_TIMEOUT_S,
-    grade_answer,
-    grade_answers,
-    summarise,
-)
+from server.grading.tasks import TASK_TIMEOUT_S, grade_answers, summarise
 from server.settings import Settings
 from server.storage.results import JobKey
 
@@ -63,9 +58,6 @@ class GradingQueue:
         self.broker = broker
         self._grade_many = broker.register_task(
             grade_answers, task_name="grade_answers", timeout=TASK_TIMEOUT_S
-        )
-        broker.register_task(
-            grade_answer, task_name="grade_answer", timeout=TASK_TIMEOUT_S
         )
         self._summarise = broker.register_task(
             summarise, task_name="summarise", timeout=TASK_TIMEOUT_S

@@ -206,10 +206,6 @@ class GradingService:
 
     # -- answers ----------------------------------------------------------------------
 
-    async def grade_answer(self, session_id: SessionId, index: int) -> None:
-        """Grade one answer (see :meth:`grade_answers`)."""
-        await self.grade_answers([(session_id, index)])
-
     async def grade_answers(self, keys: Sequence[JobKey]) -> None:
         """Grade the answers still pending among ``keys``, together, then summarise
         each attempt whose last answer this finished.

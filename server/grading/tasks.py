@@ -47,17 +47,6 @@ async def grade_answers(
         await grading.grade_answers(keys)
 
 
-async def grade_answer(
-    session_id: str,
-    index: int,
-    grading: GradingService = _GRADING,
-    capacity: Capacity = _CAPACITY,
-) -> None:
-    """One job per message: what versions before ``grade_answers`` sent."""
-    with capacity.holding(1):
-        await grading.grade_answer(SessionId(session_id), index)
-
-
 async def summarise(
     session_id: str,
     grading: GradingService = _GRADING,

@@ -253,16 +253,3 @@ async def test_jobs_sent_together_share_a_message_and_are_all_graded(
             return await unacknowledged(settings) == 0
 
         await eventually(acknowledged)
-
-
-async def test_a_one_job_message_of_an_earlier_version_is_still_graded(
-    settings: Settings, harness: Harness, sender: GradingQueue
-) -> None:
-    attempt = await harness.start()
-    await harness.answer(attempt, "b", enqueue=False)
-    task = sender.broker.find_task("grade_answer")
-    assert task is not None
-
-    async with worker(settings, FakeGrader()):
-        await task.kiq(attempt.session_id, 0)
-        await eventually(lambda: graded(harness, attempt.session_id, 0))
