@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import uuid
 from pathlib import Path
 
@@ -81,14 +82,42 @@ def answered(attempt: Attempt, text: str, *, after_ms: int = 1_000) -> Change:
     return change_between(attempt, submission.attempt)
 
 
+def _parameters(method: object) -> list[tuple[str, object, object]]:
+    parameters = inspect.signature(method).parameters.values()  # type: ignore[arg-type]
+    return [(p.name, p.kind, p.default) for p in parameters]
+
+
 def test_database_storage_satisfies_the_storage_protocol() -> None:
-    storage: Storage = DatabaseStorage(Database("sqlite:///unused.db"))
-    assert storage is not None
+    storage: Storage = DatabaseStorage(Database("sqlite:///unused.db"))  # mypy checks
+    methods = [name for name in vars(Storage) if not name.startswith("_")]
+
+    assert "commit" in methods
+    for name in methods:
+        ours = getattr(storage, name)
+        assert inspect.iscoroutinefunction(ours), name
+        assert _parameters(ours) == _parameters(getattr(Storage, name))[1:], name
 
 
-async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
+async def test_migrate_twice_is_a_no_op(
+    storage: DatabaseStorage, interview: InterviewRecord, database_url: str
+) -> None:
+    async def revisions() -> list[str]:
+        query = "SELECT version_num FROM alembic_version"
+        return [row[0] for row in await storage.database.fetch_all(query)]
+
+    before = await revisions()
+
     await migrate(database_url)
     await migrate(database_url)
+
+    assert len(before) == 1
+    assert await revisions() == before
+    reopened = DatabaseStorage(Database(database_url))
+    await reopened.connect()
+    try:
+        assert await reopened.get_interview(interview.id) == interview  # data kept
+    finally:
+        await reopened.disconnect()
 
 
 def _schema_differences(connection: Connection) -> list[object]:
