@@ -15,8 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.options import RunOptions
 from bench.report import format_report
-from bench.run import MAX_SOCKETS_PER_PROC, RunOptions, run_once
+from bench.run import MAX_SOCKETS_PER_PROC, run_once
 from bench.server import BenchError
 
 EXIT_OK = 0

@@ -39,16 +39,16 @@ from protocol.attempt import begin, change_between, submit
 from protocol.definition import parse_definition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server.cluster.bus import InProcessBus
+from server.grading.queue import GradingQueue, make_queue
 from server.grading.service import CONCURRENCY, GradingService
 from server.grading.worker import (
     REQUEUE_INTERVAL_S,
-    GradingQueue,
     grader_from_settings,
-    make_queue,
     wall_clock,
 )
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage, InterviewRecord
+from server.storage.database import Database
 from server.storage.migrations import migrate
 from server.storage.results import PENDING, ResultsStore
 from server.storage.tables import answers, sessions
@@ -375,7 +375,9 @@ class Bench:
             redis_url=options.redis_url,
             redis_prefix=self.prefix,
         )
-        storage = DatabaseStorage(self.database_url, pool_max=SETUP_CONCURRENCY * 2)
+        storage = DatabaseStorage(
+            Database(self.database_url, pool_max=SETUP_CONCURRENCY * 2)
+        )
         await storage.connect()
         queue = make_queue(settings)
         await queue.broker.startup()
@@ -390,7 +392,7 @@ class Bench:
     ) -> dict[str, Any]:
         options = self.options
         service = GradingService(
-            ResultsStore(storage),
+            ResultsStore(storage.database),
             grader_from_settings(settings),  # offline: the bench never grades
             InProcessBus(),
             wall_clock,

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bench.instances import Mode
+from bench.options import RunOptions
 from bench.stats import merge_counts, percentile, summarize
-
-if TYPE_CHECKING:
-    from bench.instances import Mode
-    from bench.run import RunOptions
 
 MISSED_TICKS_TOLERANCE = 0.001  # of the expected ticks
 

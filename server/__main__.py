@@ -27,6 +27,7 @@ from server.auth import Role, issue_token
 from server.errors import ServerError
 from server.settings import Settings, SettingsError
 from server.storage.attempts import DatabaseStorage, Invitee, migrate
+from server.storage.database import Database
 
 logger = logging.getLogger(__name__)
 
@@ -365,9 +366,11 @@ def _now() -> int:
 @contextlib.asynccontextmanager
 async def _storage(settings: Settings) -> AsyncIterator[DatabaseStorage]:
     storage = DatabaseStorage(
-        settings.database_url,
-        pool_max=settings.db_pool_max,
-        timeout_s=settings.db_timeout_s,
+        Database(
+            settings.database_url,
+            pool_max=settings.db_pool_max,
+            timeout_s=settings.db_timeout_s,
+        )
     )
     await storage.connect()
     try:

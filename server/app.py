@@ -32,6 +32,8 @@ from server.metrics import Metrics
 from server.services import Check, Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
+from server.storage.database import Database
+from server.storage.results import ResultsStore
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +53,11 @@ def create_app(
     grader: Grader | None = None,
 ) -> Starlette:
     storage = storage or DatabaseStorage(
-        settings.database_url,
-        pool_max=settings.db_pool_max,
-        timeout_s=settings.db_timeout_s,
+        Database(
+            settings.database_url,
+            pool_max=settings.db_pool_max,
+            timeout_s=settings.db_timeout_s,
+        )
     )
     # With REDIS_URL, locks and news are shared by every instance (PRODUCT.md 2).
     redis = (
@@ -64,7 +68,8 @@ def create_app(
     lock = lock or (RedisLock(redis) if redis else InProcessLock())
     bus = bus or (RedisBus(redis) if redis else InProcessBus())
     # Grading (issue 4): in this process, or by workers when REDIS_URL is set.
-    grading = Grading(settings, storage, bus, clock, grader=grader)
+    results = ResultsStore(storage.database)  # the same handle
+    grading = Grading(settings, results, bus, clock, grader=grader)
     readiness: dict[str, Check] = {"broker": grading.queue.ready}
     if redis is not None:
         readiness["redis"] = redis.ping
@@ -74,7 +79,7 @@ def create_app(
         settings=settings,
         clock=clock,
         storage=storage,
-        results=grading.service.results,
+        results=results,
         lock=lock,
         bus=bus,
         grading=grading.service,

@@ -113,8 +113,9 @@ def database_url(_template: str, tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 async def storage(database_url: str) -> AsyncIterator[DatabaseStorage]:
     from server.storage.attempts import DatabaseStorage
+    from server.storage.database import Database
 
-    connected = DatabaseStorage(database_url)
+    connected = DatabaseStorage(Database(database_url))
     await connected.connect()
     try:
         yield connected

@@ -1,8 +1,10 @@
-"""Tells every connection holding an attempt that the stored attempt changed.
+"""Tells every connection holding an attempt that the stored attempt changed, and
+carries interview events (:class:`InterviewEvent`) to their subscribers.
 
 Whoever changes an attempt (a connection, the sweeper) publishes its id; a connection
 attached to it reloads and pushes what changed. ``origin`` lets a publisher ignore
-its own news.
+its own news. Grading publishes interview events (a grade, a summary, an override)
+for the recruiters watching the interview.
 """
 
 from __future__ import annotations
@@ -177,8 +179,8 @@ class RedisBus:
     async def publish_event(
         self, interview_id: InterviewId, event: InterviewEvent
     ) -> None:
-        """Like :meth:`publish`, on ``<prefix>events:<interview id>``; a worker process
-        publishes here for the monitors on every server instance."""
+        """Like :meth:`publish`, on ``<prefix>events:<interview id>``, so that the
+        subscribers on every instance hear it."""
         await self._local.publish_event(interview_id, event)
         fields = [event.session_id, event.kind, event.at, dict(event.data)]
         message = json.dumps([self.client.instance, *fields], default=str)

@@ -1,9 +1,9 @@
 """Grading answers and summarising attempts (PRODUCT.md section 5), as jobs.
 
-Every recorded answer gets a job (:meth:`GradingService.answers_recorded`); a job
-grades one answer (:meth:`GradingService.grade_answer`) and, when it finishes the last
-one of a completed attempt, summarises the attempt. The database says what is left to
-do, so a job may be lost, run twice or run late without harm:
+Every recorded answer gets a job (:meth:`GradingService.answers_recorded`); jobs sent
+together are graded together (:meth:`GradingService.grade_answers`), and the job that
+finishes the last answer of a completed attempt summarises the attempt. The database
+says what is left to do, so a job may be lost, run twice or run late without harm:
 
 * a failed try is counted on the answer and retried with backoff by the periodic
   :meth:`GradingService.requeue_pending`, which also re-enqueues every answer whose
@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 STALE_MS = 10 * 60 * 1000
 """A job enqueued this long ago without a result is enqueued again: above the longest
-grading task (worker.TASK_TIMEOUT_S)."""
+grading task (server.grading.tasks.TASK_TIMEOUT_S)."""
 MAX_ATTEMPTS = 4
 MAX_SUMMARY_ATTEMPTS = 3
 RETRY_BASE_MS = 5_000
@@ -73,8 +73,8 @@ THRESHOLDS = (
 
 
 class JobQueue(Protocol):
-    """Where jobs are sent (``server.worker.GradingQueue``): concurrent calls may
-    share one message."""
+    """Where jobs are sent (``server.grading.queue.GradingQueue``): concurrent calls
+    may share one message."""
 
     async def grade(self, session_id: SessionId, index: int) -> None: ...
     async def summarise(self, session_id: SessionId) -> None: ...
@@ -151,9 +151,9 @@ class GradingService:
     async def answers_recorded(
         self, session_id: SessionId, indexes: Sequence[int]
     ) -> None:
-        """The :data:`server.sweeper.AnswersRecorded` hook: send the jobs of answers
-        just written. Their write claimed the jobs (``enqueued_at``,
-        server._tables.answer_rows). Never raises (see :meth:`_send`)."""
+        """The :data:`server.candidate.sweeper.AnswersRecorded` hook: send the jobs of
+        answers just written. Their write claimed the jobs (``enqueued_at``,
+        server.storage.tables.answer_rows). Never raises (see :meth:`_send`)."""
         try:
             await self._send([(session_id, index) for index in indexes])
         except Exception as exc:
@@ -205,10 +205,6 @@ class GradingService:
         return sent
 
     # -- answers ----------------------------------------------------------------------
-
-    async def grade_answer(self, session_id: SessionId, index: int) -> None:
-        """Grade one answer (see :meth:`grade_answers`)."""
-        await self.grade_answers([(session_id, index)])
 
     async def grade_answers(self, keys: Sequence[JobKey]) -> None:
         """Grade the answers still pending among ``keys``, together, then summarise

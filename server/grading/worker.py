@@ -1,19 +1,5 @@
-"""The grading queue (taskiq): tasks, brokers, and the worker process.
-
-Two brokers, chosen by ``REDIS_URL`` (STACK-NOTES, "taskiq and taskiq-redis"):
-
-* none: ``InMemoryBroker``; tasks run inside ``serve``, as asyncio tasks, and no
-  results are kept;
-* Redis: ``RedisStreamBroker``; ``interview-server worker`` processes run the tasks and
-  acknowledge each one after it finished, so a task whose worker dies is delivered
-  again once it has been idle for ``IDLE_TIMEOUT_MS`` (taskiq-redis only reclaims
-  when a new message arrives: the periodic re-enqueue keeps messages flowing).
-
-Retries and their backoff are not the broker's: a failed try is written to the
-answer and :meth:`GradingService.requeue_pending`, run every ``REQUEUE_INTERVAL_S``
-by ``serve``, sends the job again when it is due (server/grading.py). The tasks get
-their :class:`GradingService` from the broker's state (``TaskiqDepends``), set by
-``serve``'s lifespan or by the worker's startup hook.
+"""Running grading: inside ``serve`` (:class:`Grading`), or as a worker process
+(``interview-server worker``: :func:`install_worker`, :func:`run_worker`, :func:`main`).
 """
 
 from __future__ import annotations
@@ -23,289 +9,34 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable
 
-from redis.asyncio import Redis
-from taskiq import (
-    AcknowledgeType,
-    AsyncBroker,
-    InMemoryBroker,
-    TaskiqDepends,
-    TaskiqEvents,
-    TaskiqState,
-)
-from taskiq.acks import AckableMessage
-from taskiq.message import BrokerMessage
+from taskiq import AcknowledgeType, TaskiqEvents, TaskiqState
 from taskiq.receiver import Receiver
-from taskiq_redis import RedisStreamBroker
 
 from evaluators.config import GraderConfig
 from evaluators.grade import Grader
-from protocol.ids import Millis, SessionId
+from protocol.ids import Millis
 from server import _gc
-from server.batching import Batcher
 from server.cluster.bus import EventBus, InProcessBus
 from server.errors import ServerError
+from server.grading.broker import StreamBroker
+from server.grading.capacity import Capacity
+from server.grading.queue import GradingQueue, make_queue
 from server.grading.service import STALE_MS, GradingService
 from server.settings import Settings
-from server.storage.attempts import DatabaseStorage
-from server.storage.results import JobKey, ResultsStore
+from server.storage.database import Database
+from server.storage.results import ResultsStore
 
 logger = logging.getLogger(__name__)
 
-TASK_TIMEOUT_S = 300
-"""The longest one task may run (model timeouts, retries, fallbacks, the sandbox)."""
-IDLE_TIMEOUT_MS = 2 * TASK_TIMEOUT_S * 1000
-"""Redis gives an unacknowledged task to another worker after this; above the longest
-task, so that a slow task is not run twice."""
-AUTOCLAIM_LOCK_S = 30.0
-"""How long a worker killed while holding the reclaim lock can block reclaiming."""
-STREAM_MAXLEN = 100_000
 REQUEUE_INTERVAL_S = 5.0
-JOBS_PER_MESSAGE = 100
-"""Jobs sent together share one message, up to this many."""
-START_WAIT_S = 1.0
-ACKS_PER_CALL = 500
-XREAD_COUNT = 1
-"""Messages a worker takes per read: one, so that messages (up to a hundred jobs
-each) spread over the workers instead of the first reader taking them all."""
 SHUTDOWN_TIMEOUT_S = 30.0
 STOP_WAIT_S = 5.0
-READY_TIMEOUT_S = 2.0
 
 
 def wall_clock() -> Millis:
     return time.time_ns() // 1_000_000
-
-
-# -- tasks ----------------------------------------------------------------------------
-
-
-_STATE: TaskiqState = TaskiqDepends()
-
-
-def _grading(state: TaskiqState = _STATE) -> GradingService:
-    service: GradingService = state.grading
-    return service
-
-
-_GRADING = TaskiqDepends(_grading)
-
-
-def _capacity(state: TaskiqState = _STATE) -> Capacity:
-    capacity: Capacity | None = getattr(state, "capacity", None)
-    return capacity or Capacity(0)
-
-
-_CAPACITY = TaskiqDepends(_capacity)
-
-
-async def grade_answers(
-    jobs: list[tuple[str, int]],
-    grading: GradingService = _GRADING,
-    capacity: Capacity = _CAPACITY,
-) -> None:
-    with capacity.holding(len(jobs)):
-        keys = [(SessionId(session), index) for session, index in jobs]
-        await grading.grade_answers(keys)
-
-
-async def grade_answer(
-    session_id: str,
-    index: int,
-    grading: GradingService = _GRADING,
-    capacity: Capacity = _CAPACITY,
-) -> None:
-    """One job per message: what versions before ``grade_answers`` sent."""
-    with capacity.holding(1):
-        await grading.grade_answer(SessionId(session_id), index)
-
-
-async def summarise(
-    session_id: str,
-    grading: GradingService = _GRADING,
-    capacity: Capacity = _CAPACITY,
-) -> None:
-    with capacity.holding(1):
-        await grading.summarise(SessionId(session_id))
-
-
-class Capacity:
-    """The jobs a worker holds, so that it reads another message only when it has
-    room for it (``limit`` jobs): a burst stays in Redis for the other workers
-    instead of queueing behind the grades of whichever worker read first.
-    ``limit`` 0 means no limit.
-
-    A message's jobs count from the moment its task starts; until then the message
-    counts as taken. :meth:`room` is awaited before each read (StreamBroker.listen).
-    """
-
-    def __init__(self, limit: int, *, start_wait_s: float = START_WAIT_S) -> None:
-        self.limit = limit
-        self.start_wait_s = start_wait_s
-        self.held = 0
-        self.unstarted = 0
-        self._changed = asyncio.Event()
-
-    def took(self) -> None:
-        """A message was handed to taskiq."""
-        self.unstarted += 1
-
-    @contextlib.contextmanager
-    def holding(self, jobs: int) -> Iterator[None]:
-        """A message's task runs with ``jobs`` jobs."""
-        self.unstarted = max(0, self.unstarted - 1)
-        self.held += jobs
-        self._changed.set()
-        try:
-            yield
-        finally:
-            self.held -= jobs
-            self._changed.set()
-
-    async def room(self) -> None:
-        """Until the messages taken have started and fewer than ``limit`` jobs are
-        held. A message that never starts (taskiq could not run it) is given up on
-        after ``start_wait_s``."""
-        if not self.limit:
-            return
-        try:
-            async with asyncio.timeout(self.start_wait_s):
-                await self._until(lambda: not self.unstarted)
-        except TimeoutError:
-            self.unstarted = 0
-        await self._until(lambda: self.held < self.limit)
-
-    async def _until(self, condition: Callable[[], bool]) -> None:
-        while not condition():
-            self._changed.clear()
-            await self._changed.wait()
-
-
-class GradingQueue:
-    """A broker with the grading tasks; the :class:`JobQueue` of grading.
-
-    Jobs sent while a message is being sent go together in the next one
-    (:class:`server.batching.Batcher`): one message per answer when answers come
-    one at a time, up to ``JOBS_PER_MESSAGE`` under load.
-    """
-
-    def __init__(self, broker: AsyncBroker) -> None:
-        self.broker = broker
-        self._grade_many = broker.register_task(
-            grade_answers, task_name="grade_answers", timeout=TASK_TIMEOUT_S
-        )
-        broker.register_task(
-            grade_answer, task_name="grade_answer", timeout=TASK_TIMEOUT_S
-        )
-        self._summarise = broker.register_task(
-            summarise, task_name="summarise", timeout=TASK_TIMEOUT_S
-        )
-        self._jobs: Batcher[JobKey, None] = Batcher(
-            self._send, max_items=JOBS_PER_MESSAGE
-        )
-
-    @property
-    def in_process(self) -> bool:
-        return isinstance(self.broker, InMemoryBroker)
-
-    async def grade(self, session_id: SessionId, index: int) -> None:
-        await self._jobs.submit((session_id, index))
-
-    async def _send(self, jobs: Sequence[JobKey]) -> list[None]:
-        await self._grade_many.kiq(list(jobs))
-        return [None] * len(jobs)
-
-    async def summarise(self, session_id: SessionId) -> None:
-        await self._summarise.kiq(session_id)
-
-    async def ready(self) -> bool:
-        if not isinstance(self.broker, StreamBroker):
-            return True  # the in-process broker cannot be unreachable
-        async with asyncio.timeout(READY_TIMEOUT_S):
-            return bool(await self.broker.client.ping())
-
-    async def wait_all(self) -> None:
-        """Until every task running in this process finished (tests)."""
-        if isinstance(self.broker, InMemoryBroker):
-            await self.broker.wait_all()
-
-
-def make_queue(
-    settings: Settings, *, idle_timeout_ms: int = IDLE_TIMEOUT_MS
-) -> GradingQueue:
-    if not settings.redis_url:
-        return GradingQueue(InMemoryBroker())
-    prefix = settings.redis_prefix
-    broker = StreamBroker(
-        settings.redis_url,
-        queue_name=f"{prefix}grading",
-        consumer_group_name=f"{prefix}graders",
-        consumer_id="0",  # a group made after the first task still gets it
-        idle_timeout=idle_timeout_ms,
-        unacknowledged_lock_timeout=AUTOCLAIM_LOCK_S,
-        maxlen=STREAM_MAXLEN,
-        xread_count=XREAD_COUNT,
-    )
-    return GradingQueue(broker)
-
-
-class StreamBroker(RedisStreamBroker):
-    """taskiq-redis's stream broker with one Redis client for sending and
-    acknowledging, instead of a new client per message (an eighth of a worker's CPU,
-    measured), and acknowledgements of tasks finishing together sent in one XACK."""
-
-    def __init__(self, url: str, **kwargs: object) -> None:
-        super().__init__(url, **kwargs)  # type: ignore[arg-type]
-        self.capacity = Capacity(0)
-        """Set by a worker: reads wait for room."""
-        self._client: Redis | None = None
-        self._acks: Batcher[tuple[str, str], None] = Batcher(
-            self._ack, max_items=ACKS_PER_CALL
-        )
-
-    @property
-    def client(self) -> Redis:
-        if self._client is None:
-            self._client = Redis(connection_pool=self.connection_pool)
-        return self._client
-
-    async def shutdown(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose(close_connection_pool=False)
-        await super().shutdown()
-
-    async def kick(self, message: BrokerMessage) -> None:
-        queue_name = message.labels.get("queue_name") or self.queue_name
-        await self.client.xadd(
-            queue_name,
-            {b"data": message.message},
-            maxlen=self.maxlen,
-            approximate=self.approximate,
-        )
-
-    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        """taskiq-redis's reads (one message each, ``XREAD_COUNT``), each once the
-        worker has room (:class:`Capacity`)."""
-        async for message in super().listen():
-            self.capacity.took()
-            yield message
-            await self.capacity.room()
-
-    def _ack_generator(self, id: str, queue_name: str) -> Callable[[], Awaitable[None]]:
-        async def ack() -> None:
-            await self._acks.submit((queue_name, id))
-
-        return ack
-
-    async def _ack(self, acks: Sequence[tuple[str, str]]) -> list[None]:
-        by_stream: dict[str, list[str]] = {}
-        for stream, message_id in acks:
-            by_stream.setdefault(stream, []).append(message_id)
-        for stream, ids in by_stream.items():
-            await self.client.xack(stream, self.consumer_group_name, *ids)
-        return [None] * len(acks)
 
 
 def grader_config(settings: Settings) -> GraderConfig:
@@ -334,7 +65,7 @@ class Grading:
     def __init__(
         self,
         settings: Settings,
-        storage: DatabaseStorage,
+        results: ResultsStore,
         bus: EventBus,
         clock: Callable[[], Millis],
         *,
@@ -342,7 +73,7 @@ class Grading:
     ) -> None:
         self.queue = make_queue(settings)
         self.service = GradingService(
-            ResultsStore(storage),
+            results,
             grader or grader_from_settings(settings),
             bus,
             clock,
@@ -392,8 +123,9 @@ def install_worker(
     grader: Grader | None = None,
     stale_ms: int = STALE_MS,
 ) -> None:
-    """Connect storage when the worker starts and build the service its tasks use."""
-    storage = DatabaseStorage(
+    """Connect the database when the worker starts and build the service its tasks
+    use."""
+    database = Database(
         settings.database_url,
         pool_max=settings.db_pool_max,
         timeout_s=settings.db_timeout_s,
@@ -407,11 +139,11 @@ def install_worker(
             # made the jobs' database connects time out.
             preload(grader_config(settings))
             _gc.freeze()  # litellm's hundred megabytes, never scanned again
-        await storage.connect()
-        # Interview events stay in this process until the bus carries them across
-        # instances (the monitor socket's issue).
+        await database.connect()
+        # Interview events stay in this process: nothing outside it subscribes to
+        # them until the recruiter monitor socket exists (README, "Not yet").
         state.grading = GradingService(
-            ResultsStore(storage),
+            ResultsStore(database),
             grader or grader_from_settings(settings),
             InProcessBus(),
             wall_clock,
@@ -421,7 +153,7 @@ def install_worker(
         )
 
     async def stopped(state: TaskiqState) -> None:
-        await storage.disconnect()
+        await database.disconnect()
 
     queue.broker.is_worker_process = True
     # Room for the grades running and as many waiting, to keep the pipeline full.

@@ -1,9 +1,8 @@
 """Grades, summaries and recruiters' corrections: the grading side of the database.
 
-Beside :mod:`server.storage.attempts` (which owns attempts), on the same pool and
-write lock.
-Every write is conditional on the state it was decided from, so that jobs may run
-twice, late or together:
+Beside :mod:`server.storage.attempts` (which owns attempts), on the same database
+handle (:class:`server.storage.database.Database`). Every write is conditional on the
+state it was decided from, so that jobs may run twice, late or together:
 
 * a grade is stored only while its answer is ``pending``: a finished job run again
   changes nothing;
@@ -25,7 +24,7 @@ from typing import Any, assert_never
 
 import sqlalchemy as sa
 
-from evaluators.grade import Grade, Summary
+from evaluators.grade import Summary
 from protocol.attempt import Status
 from protocol.audit import AuditKind
 from protocol.ids import InterviewId, Millis, SessionId
@@ -51,11 +50,8 @@ from server.storage._results_rows import (
     question_result,
     session_summary,
 )
-from server.storage.attempts import (
-    DatabaseStorage,
-    InterviewRecord,
-    translated,
-)
+from server.storage.database import Database, translated
+from server.storage.records import InterviewRecord
 from server.storage.tables import answers, sessions
 
 __all__ = [
@@ -82,8 +78,7 @@ __all__ = [
 
 SCORE_OVERRIDDEN = AuditKind.SCORE_OVERRIDDEN
 REEVALUATED = AuditKind.REEVALUATED
-# Audit kinds written here. protocol.audit.AuditKind does not list them (yet), so the
-# detail reads the audit log itself, with the kind as a plain string.
+# The audit kinds written here.
 
 
 JobKey = tuple[SessionId, int]
@@ -100,18 +95,17 @@ class UnknownAnswer(NotFound):
 
 
 class ResultsStore:
-    """Queries of grading; every method may raise
-    :class:`server.errors.Unavailable`."""
+    """Queries of grading; every method may raise :class:`server.errors.Unavailable`."""
 
-    def __init__(self, storage: DatabaseStorage) -> None:
-        self.storage = storage
-        self.database = storage.database
-        self._sqlite = storage.is_sqlite
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._sqlite = database.is_sqlite
+        self._interviews = database.interviews
 
     async def _interview(self, interview_id: InterviewId) -> InterviewRecord:
-        interview = await self.storage.get_interview(interview_id)
-        assert interview is not None, "sessions.interview_id is a foreign key"
-        return interview
+        cached = await self._interviews.get(interview_id)
+        assert cached is not None, "sessions.interview_id is a foreign key"
+        return cached[0]
 
     # -- finding and claiming jobs ----------------------------------------------------
 
@@ -128,19 +122,6 @@ class ResultsStore:
         )
         rows = await self.database.fetch_all(query)
         return [(SessionId(row["session_id"]), row["question_index"]) for row in rows]
-
-    async def mark_enqueued(
-        self,
-        session_id: SessionId,
-        indexes: Sequence[int],
-        now: Millis,
-        *,
-        stale_ms: int,
-    ) -> list[int]:
-        """Claim these answers' jobs; the indexes claimed (the rest have a live job)."""
-        keys = [(session_id, index) for index in indexes]
-        claimed = await self.claim_jobs(keys, now, stale_ms=stale_ms)
-        return sorted(index for _, index in claimed)
 
     @translated
     async def claim_jobs(
@@ -159,7 +140,7 @@ class ResultsStore:
             .values(enqueued_at=now)
             .returning(answers.c.session_id, answers.c.question_index)
         )
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             rows = await connection.fetch_all(statement)
         claimed = {(row[0], row[1]) for row in rows}
         return [key for key in dict.fromkeys(keys) if key in claimed]  # keys' order
@@ -179,7 +160,7 @@ class ResultsStore:
             )
             .values(enqueued_at=None)
         )
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             await connection.execute(statement)
 
     @translated
@@ -223,7 +204,7 @@ class ResultsStore:
             .values(summary_enqueued_at=now)
             .returning(sessions.c.id)
         )
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             return await connection.fetch_one(statement) is not None
 
     # -- grading answers --------------------------------------------------------------
@@ -276,7 +257,7 @@ class ResultsStore:
         for each, whether it was stored (a job that ran twice stores once)."""
         together = [] if self._sqlite else _grade_rows(outcomes)
         stored = [False] * len(outcomes)
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             if together:
                 rows = await connection.fetch_all(sql.store_grades(together, now))
                 applied = {(row[0], row[1]) for row in rows}
@@ -289,37 +270,6 @@ class ResultsStore:
                     continue  # stored above
                 statement = _outcome_statement(session_id, index, outcome, now)
                 stored[position] = await connection.fetch_one(statement) is not None
-        return stored
-
-    @translated
-    async def grading_job(self, session_id: SessionId, index: int) -> GradingJob | None:
-        query = (
-            sa.select(answers, sessions.c.interview_id)
-            .select_from(answers.join(sessions, sessions.c.id == answers.c.session_id))
-            .where(*sql.answer_is(session_id, index))
-        )
-        row = await self.database.fetch_one(query)
-        if row is None:
-            return None
-        interview = await self._interview(row["interview_id"])
-        return GradingJob(
-            session_id=session_id,
-            interview_id=interview.id,
-            index=index,
-            question=interview.definition.questions[index],
-            answer=row["text"],
-            time_expired=bool(row["time_expired"]),
-            status=row["evaluation_status"],
-            attempts=row["grading_attempts"],
-        )
-
-    async def store_grade(
-        self, session_id: SessionId, index: int, grade: Grade, now: Millis
-    ) -> bool:
-        """Store ``grade`` while the answer is pending; whether it was stored."""
-        [stored] = await self.store_outcomes(
-            [((session_id, index), Graded(grade))], now
-        )
         return stored
 
     # -- the summary ------------------------------------------------------------------
@@ -368,7 +318,7 @@ class ResultsStore:
             )
             .returning(sessions.c.interview_id)
         )
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             row = await connection.fetch_one(statement)
             if row is None:
                 return None
@@ -388,7 +338,7 @@ class ResultsStore:
                 summary_retry_at=retry_at,
             )
         )
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             await connection.execute(statement)
 
     # -- recruiters -------------------------------------------------------------------
@@ -438,7 +388,7 @@ class ResultsStore:
         Raises:
             UnknownAnswer: no such attempt or answer.
         """
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             # The session row first: a summary being written waits, or is seen.
             held = await sql.hold_session(connection, session_id)
             current = await connection.fetch_one(
@@ -482,7 +432,7 @@ class ResultsStore:
         ``completed`` or ``evaluated`` attempt can be re-evaluated.
         """
         finished = (Status.COMPLETED.value, Status.EVALUATED.value)
-        async with self.storage.writing() as connection:
+        async with self.database.transaction() as connection:
             applied = await connection.fetch_one(
                 sessions.update()
                 .where(sessions.c.id == session_id, sessions.c.status.in_(finished))

@@ -1,9 +1,10 @@
-"""The tables :mod:`server.storage.attempts` queries (SQLAlchemy Core), and their rows.
+"""The tables the stores query (SQLAlchemy Core), and their rows.
 
-The schema itself is created by the alembic history in ``server/migrations``; a test
-checks that the migrated database matches these definitions. Times are BIGINT epoch
-milliseconds and JSON is stored as TEXT, identically on SQLite and PostgreSQL. The
-functions at the end convert between rows and :mod:`protocol` values, without I/O.
+The schema itself is created by the alembic history in ``server/storage/migrations``;
+a test checks that the migrated database matches these definitions. Times are BIGINT
+epoch milliseconds and JSON is stored as TEXT, identically on SQLite and PostgreSQL.
+The functions after the tables convert between rows and :mod:`protocol` values,
+without I/O; the last ones run statements inside a store's write transaction.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from databases.core import Connection
@@ -22,9 +22,7 @@ from protocol.attempt import Answer, Attempt, Draft, QuestionView, Status
 from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import InterviewDefinition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
-
-if TYPE_CHECKING:  # storage imports this module
-    from server.storage.attempts import InterviewRecord, Invitee
+from server.storage.records import InterviewRecord, Invitee
 
 # SQLite only autoincrements an INTEGER PRIMARY KEY (the rowid alias), not a BIGINT.
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -96,14 +94,14 @@ sessions = sa.Table(
     sa.Column("started_at", sa.BigInteger, nullable=False),
     sa.Column("completed_at", sa.BigInteger, nullable=True),
     sa.Column("owner_epoch", sa.Integer, nullable=False, server_default="0"),
-    # Written by grading (a later issue).
+    # Written by grading when the summary is stored (server/storage/results.py).
     sa.Column("final_score", sa.Float, nullable=True),
     sa.Column("max_score", sa.Float, nullable=True),
     sa.Column("percentage", sa.Float, nullable=True),
     sa.Column("summary", sa.Text, nullable=True),
     sa.Column("recommendation", sa.Text, nullable=True),
     sa.Column("evaluated_at", sa.BigInteger, nullable=True),
-    # Migration 0002: the summary's provenance and its job (server/results.py).
+    # Migration 0002: the summary's provenance and its job (server/storage/results.py).
     sa.Column("summary_model", sa.Text, nullable=True),
     sa.Column("summary_prompt_version", sa.Text, nullable=True),
     sa.Column("summary_raw", sa.Text, nullable=True),
@@ -348,6 +346,16 @@ def _draft_from(row: Record) -> Draft | None:
     )
 
 
+def interview_from(row: Record) -> InterviewRecord:
+    return InterviewRecord(
+        id=InterviewId(row["id"]),
+        org=row["org"],
+        created_by=UserId(row["created_by"]),
+        created_at=row["created_at"],
+        definition=InterviewDefinition.model_validate_json(row["definition"]),
+    )
+
+
 def interview_row(record: InterviewRecord) -> dict[str, object]:
     definition = record.definition
     return {
@@ -431,7 +439,8 @@ async def insert_answers(
     claimed_at: Millis | None = None,
 ) -> None:
     # A row at a time: a single-row statement has one shape, compiled once
-    # (server/_compiled.py); a multi-row VALUES or an IN list is compiled every time.
+    # (server/storage/_databases.py); a multi-row VALUES or an IN list is compiled
+    # every time.
     for row in answer_rows(session_id, recorded, claimed_at):
         await connection.execute(answers.insert().values(row))
     # The drafts of answered questions are never read again.

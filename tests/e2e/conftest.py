@@ -23,6 +23,7 @@ from server.app import create_app, uvicorn_config
 from server.auth import issue_token
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage, Invitee
+from server.storage.database import Database
 from tests.e2e._client import UNIT_S, Candidate
 
 SECRET = "e2e-secret-at-least-32-bytes-long!!"
@@ -134,7 +135,7 @@ async def run_server(settings: Settings) -> AsyncIterator[Server]:
     app = create_app(settings)
     server = uvicorn.Server(uvicorn_config(app, settings, host="127.0.0.1", port=port))
     serving = asyncio.create_task(server.serve())
-    storage = DatabaseStorage(settings.database_url)
+    storage = DatabaseStorage(Database(settings.database_url))
     try:
         async with asyncio.timeout(UNIT_S):
             while not server.started:

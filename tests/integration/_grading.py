@@ -16,8 +16,8 @@ from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import McqQuestion, QuestionDef
 from protocol.ids import Millis, SessionId, UserId
 from server.cluster.bus import InProcessBus, InterviewEvent
+from server.grading.queue import GradingQueue
 from server.grading.service import GradingService
-from server.grading.worker import GradingQueue
 from server.storage.attempts import DatabaseStorage, InterviewRecord
 from server.storage.results import ResultsStore, SessionDetail
 
@@ -122,7 +122,7 @@ class Harness:
 
     def __post_init__(self) -> None:
         self.queue = GradingQueue(InMemoryBroker())
-        self.results = ResultsStore(self.storage)
+        self.results = ResultsStore(self.storage.database)
         self.service = GradingService(
             self.results, self.grader, self.bus, self.clock, self.queue
         )

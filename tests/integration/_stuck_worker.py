@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 from evaluators.grade import Grade, QuestionResult, Summary
 from protocol.definition import QuestionDef
-from server.grading.worker import install_worker, make_queue, run_worker
+from server.grading.queue import make_queue
+from server.grading.worker import install_worker, run_worker
 from server.settings import Settings
 
 

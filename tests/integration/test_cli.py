@@ -12,6 +12,7 @@ from protocol.ids import InterviewId, UserId
 from server.__main__ import main
 from server.auth import verify_token
 from server.storage.attempts import DatabaseStorage
+from server.storage.database import Database
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,7 @@ def test_import_creates_the_interview_and_invites(
     interview_id = InterviewId(capsys.readouterr().out.strip())
 
     async def check() -> None:
-        storage = DatabaseStorage(database_url)
+        storage = DatabaseStorage(Database(database_url))
         await storage.connect()
         try:
             record = await storage.get_interview(interview_id)

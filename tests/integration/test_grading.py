@@ -116,7 +116,7 @@ async def test_running_a_finished_job_again_changes_nothing(harness: Harness) ->
     graded = len(harness.grader.graded)
 
     harness.clock.now += 60_000
-    await harness.service.grade_answer(session_id, 1)
+    await harness.service.grade_answers([(session_id, 1)])
     await harness.service.summarise(session_id)
     await harness.queue.grade(session_id, 2)
     await harness.settle()
@@ -319,11 +319,11 @@ async def test_the_summary_is_written_once_when_the_last_two_grades_finish_toget
 ) -> None:
     for _ in range(10):
         session_id = await harness.complete(enqueue=False)
-        await harness.service.grade_answer(session_id, 0)
+        await harness.service.grade_answers([(session_id, 0)])
         harness.grader.meet(2)
         await asyncio.gather(
-            harness.service.grade_answer(session_id, 1),
-            harness.service.grade_answer(session_id, 2),
+            harness.service.grade_answers([(session_id, 1)]),
+            harness.service.grade_answers([(session_id, 2)]),
         )
         harness.grader.meet(0)
 
@@ -340,11 +340,16 @@ async def test_two_summaries_stored_together_are_written_once(harness: Harness) 
         session_id = await harness.complete()
         await harness.settle()
         assert await harness.results.reevaluate(session_id, by="test", now=1)
-        for index in range(3):
-            job = await harness.results.grading_job(session_id, index)
-            assert job is not None
-            grade = await harness.grader.grade(job.question, job.answer)
-            await harness.results.store_grade(session_id, index, grade, 2)
+        jobs = await harness.results.grading_jobs(
+            [(session_id, index) for index in range(3)]
+        )
+        assert len(jobs) == 3
+        grades = [await harness.grader.grade(job.question, job.answer) for job in jobs]
+        outcomes = [
+            ((job.session_id, job.index), Graded(grade))
+            for job, grade in zip(jobs, grades, strict=True)
+        ]
+        assert await harness.results.store_outcomes(outcomes, 2) == [True] * 3
 
         stored = await asyncio.gather(
             *(harness.results.store_summary(session_id, summary, 3) for _ in range(4))
@@ -395,8 +400,8 @@ async def test_a_job_is_enqueued_again_only_once_it_went_stale(
     attempt = await harness.start()
     await harness.answer(attempt, "b", enqueue=False)  # claimed by its write...
     now = harness.clock()
-    claimed = await harness.results.mark_enqueued(
-        attempt.session_id, [0], now, stale_ms=STALE_MS
+    claimed = await harness.results.claim_jobs(
+        [(attempt.session_id, 0)], now, stale_ms=STALE_MS
     )
     assert claimed == []  # ...so nobody else claims it; then the job was lost
 

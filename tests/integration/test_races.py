@@ -21,6 +21,7 @@ from server.candidate.sweeper import MARGIN_MS, SWEEPER, Sweeper, settle
 from server.cluster.bus import InProcessBus
 from server.errors import Conflict
 from server.storage.attempts import DatabaseStorage, InterviewRecord
+from server.storage.database import Database
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ ROUNDS = 20
 @pytest.fixture
 async def other(database_url: str) -> AsyncIterator[DatabaseStorage]:
     """A second instance's storage on the same database."""
-    second = DatabaseStorage(database_url)
+    second = DatabaseStorage(Database(database_url))
     await second.connect()
     try:
         yield second

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
+from bench.sandbox import main as bench_main, measure
 from evaluators import GraderConfig, SandboxUnavailable, build_grader
 from evaluators.sandbox import BubblewrapSandbox, Outcome, SandboxLimits
-from evaluators.sandbox_bench import main as bench_main, measure
 from protocol.definition import CodeQuestion
 
 pytestmark = pytest.mark.integration
@@ -362,7 +362,7 @@ async def test_the_bench_measures_runs_per_second() -> None:
 async def test_the_bench_refuses_to_time_failing_runs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("evaluators.sandbox_bench.SOLUTION", "def add(a, b): return 0")
+    monkeypatch.setattr("bench.sandbox.SOLUTION", "def add(a, b): return 0")
 
     with pytest.raises(RuntimeError, match="a benchmark run failed"):
         await measure(runs=1, concurrency=1)

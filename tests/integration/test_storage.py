@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import uuid
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from server.storage.attempts import (
     Storage,
     migrate,
 )
+from server.storage.database import Database
 from server.storage.migrations import alembic_url
 from server.storage.tables import metadata
 
@@ -77,14 +79,42 @@ def answered(attempt: Attempt, text: str, *, after_ms: int = 1_000) -> Change:
     return change_between(attempt, submission.attempt)
 
 
+def _parameters(method: object) -> list[tuple[str, object, object]]:
+    parameters = inspect.signature(method).parameters.values()  # type: ignore[arg-type]
+    return [(p.name, p.kind, p.default) for p in parameters]
+
+
 def test_database_storage_satisfies_the_storage_protocol() -> None:
-    storage: Storage = DatabaseStorage("sqlite:///unused.db")
-    assert storage is not None
+    storage: Storage = DatabaseStorage(Database("sqlite:///unused.db"))  # mypy checks
+    methods = [name for name in vars(Storage) if not name.startswith("_")]
+
+    assert "commit" in methods
+    for name in methods:
+        ours = getattr(storage, name)
+        assert inspect.iscoroutinefunction(ours), name
+        assert _parameters(ours) == _parameters(getattr(Storage, name))[1:], name
 
 
-async def test_migrate_twice_is_a_no_op(database_url: str) -> None:
+async def test_migrate_twice_is_a_no_op(
+    storage: DatabaseStorage, interview: InterviewRecord, database_url: str
+) -> None:
+    async def revisions() -> list[str]:
+        query = "SELECT version_num FROM alembic_version"
+        return [row[0] for row in await storage.database.fetch_all(query)]
+
+    before = await revisions()
+
     await migrate(database_url)
     await migrate(database_url)
+
+    assert len(before) == 1
+    assert await revisions() == before
+    reopened = DatabaseStorage(Database(database_url))
+    await reopened.connect()
+    try:
+        assert await reopened.get_interview(interview.id) == interview  # data kept
+    finally:
+        await reopened.disconnect()
 
 
 def _schema_differences(connection: Connection) -> list[object]:
@@ -105,13 +135,15 @@ async def test_migrated_schema_matches_the_tables_the_code_queries(
 
 
 async def test_unreachable_database_is_unavailable() -> None:
-    storage = DatabaseStorage("postgresql://nobody@127.0.0.1:1/none")
+    storage = DatabaseStorage(Database("postgresql://nobody@127.0.0.1:1/none"))
     with pytest.raises(Unavailable):
         await storage.connect()
 
 
 async def test_sqlite_file_in_a_missing_folder_is_unavailable() -> None:
-    storage = DatabaseStorage(f"sqlite:////nonexistent-{uuid.uuid4().hex}/x.db")
+    storage = DatabaseStorage(
+        Database(f"sqlite:////nonexistent-{uuid.uuid4().hex}/x.db")
+    )
     with pytest.raises(Unavailable):
         await storage.connect()
 
@@ -126,7 +158,9 @@ async def test_created_interview_round_trips_with_its_keys(
     record = await storage.create_interview(
         org="acme", created_by=UserId("rita"), definition=definition, now=NOW
     )
-    reopened = DatabaseStorage(database_url)  # no cache: read from the database
+    reopened = DatabaseStorage(
+        Database(database_url)
+    )  # no cache: read from the database
     await reopened.connect()
     try:
         loaded = await reopened.get_interview(record.id)
@@ -409,7 +443,7 @@ async def test_two_instances_on_one_database_apply_a_change_once(
     storage: DatabaseStorage, interview: InterviewRecord, database_url: str
 ) -> None:
     attempt = await started(storage, interview)
-    other = DatabaseStorage(database_url)
+    other = DatabaseStorage(Database(database_url))
     await other.connect()
     changes = [answered(attempt, f"answer {n}", after_ms=n) for n in range(1, 21)]
     try:
@@ -442,7 +476,7 @@ async def test_instances_opening_a_fresh_sqlite_file_together_all_connect(
     for round_ in range(10):
         url = f"sqlite:///{tmp_path}/fresh-{round_}.db"
         await migrate(url)
-        pair = [DatabaseStorage(url) for _ in range(3)]
+        pair = [DatabaseStorage(Database(url)) for _ in range(3)]
         await asyncio.gather(*(storage.connect() for storage in pair))
         try:
             mode = await pair[0].database.fetch_val("PRAGMA journal_mode")

@@ -1,4 +1,4 @@
-"""Grading tasks through Redis streams (server/worker.py) to real worker loops."""
+"""Grading tasks through Redis streams (server/grading/) to real worker loops."""
 
 from __future__ import annotations
 
@@ -19,13 +19,8 @@ from evaluators.grade import Grade
 from protocol.definition import InterviewDefinition, QuestionDef
 from protocol.ids import SessionId, UserId
 from server.__main__ import main
-from server.grading.worker import (
-    JOBS_PER_MESSAGE,
-    GradingQueue,
-    install_worker,
-    make_queue,
-    run_worker,
-)
+from server.grading.queue import JOBS_PER_MESSAGE, GradingQueue, make_queue
+from server.grading.worker import install_worker, run_worker
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
 from tests.e2e._client import UNIT_S
@@ -258,16 +253,3 @@ async def test_jobs_sent_together_share_a_message_and_are_all_graded(
             return await unacknowledged(settings) == 0
 
         await eventually(acknowledged)
-
-
-async def test_a_one_job_message_of_an_earlier_version_is_still_graded(
-    settings: Settings, harness: Harness, sender: GradingQueue
-) -> None:
-    attempt = await harness.start()
-    await harness.answer(attempt, "b", enqueue=False)
-    task = sender.broker.find_task("grade_answer")
-    assert task is not None
-
-    async with worker(settings, FakeGrader()):
-        await task.kiq(attempt.session_id, 0)
-        await eventually(lambda: graded(harness, attempt.session_id, 0))

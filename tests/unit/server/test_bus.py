@@ -1,4 +1,4 @@
-"""Change notifications between the writers of an attempt (server/bus.py)."""
+"""Change notifications between the writers of an attempt (server/cluster/bus.py)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,14 @@ async def test_a_publication_does_not_reach_subscribers_of_other_sessions() -> N
 
 
 async def test_publishing_with_no_subscribers_does_nothing() -> None:
-    await InProcessBus().publish(S1, "conn-1")
+    bus = InProcessBus()
+    other = Heard()
+    bus.subscribe(S2, other)
+
+    await bus.publish(S1, "conn-1")
+
+    assert bus.sessions() == [S2]  # nothing kept for the session nobody listens to
+    assert other.origins == []
 
 
 async def test_a_closed_subscription_hears_nothing_more() -> None:

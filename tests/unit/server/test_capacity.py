@@ -1,10 +1,10 @@
-"""A worker reads another message only when it has room (server/worker.py)."""
+"""A worker reads another message only when it has room (server/grading/capacity.py)."""
 
 from __future__ import annotations
 
 import asyncio
 
-from server.grading.worker import Capacity
+from server.grading.queue import Capacity
 
 
 async def test_without_a_limit_there_is_always_room() -> None:

@@ -1,6 +1,6 @@
-"""Sandbox throughput, measured by ``python -m evaluators.sandbox_bench``.
+"""Sandbox throughput, measured by ``python -m bench.sandbox``.
 
-Usage: ``python -m evaluators.sandbox_bench [--runs N] [--concurrency C]``.
+Usage: ``python -m bench.sandbox [--runs N] [--concurrency C]``.
 
 Runs a correct two-case solution N times through :class:`BubblewrapSandbox`, C runs at
 a time (default: one per core), and prints runs per second overall and per core. The
@@ -51,7 +51,7 @@ async def measure(runs: int, concurrency: int) -> float:
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments, measure, print the figures."""
     cores = os.cpu_count() or 1
-    parser = argparse.ArgumentParser(prog="python -m evaluators.sandbox_bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.sandbox")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--concurrency", type=int, default=cores)
     arguments = parser.parse_args(argv)

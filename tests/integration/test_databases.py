@@ -1,18 +1,22 @@
-"""The compiled-statement cache gives every execution its own values."""
+"""The patches of ``databases`` (server/storage/_databases.py), one test or more each:
+every test here fails if its patch stops applying."""
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
 from typing import Any
 
+import databases
 import pytest
 import sqlalchemy as sa
-from databases.backends.sqlite import SQLiteConnection
+from databases.backends.sqlite import SQLiteConnection, SQLiteTransaction
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from protocol.definition import InterviewDefinition
 from protocol.ids import UserId
-from server.storage import _compiled
+from server.storage import _databases
 from server.storage.attempts import DatabaseStorage
 from server.storage.results import JobKey
 from tests.integration._grading import GOOD_ANSWERS, Harness
@@ -37,8 +41,15 @@ async def make_table(storage: DatabaseStorage) -> None:
         await database.execute(things.insert().values(id=number, name=f"n{number}"))
 
 
-def cached_shapes() -> int:
-    return sum(len(cache) for cache in _compiled._caches.values())
+def test_another_version_of_databases_is_refused() -> None:
+    _databases.require_version(_databases.WRITTEN_FOR)
+    with pytest.raises(
+        RuntimeError, match="patches databases 0.9.0, found databases 0.9.1"
+    ):
+        _databases.require_version("0.9.1")
+
+
+# -- the compiled-statement cache ------------------------------------------------------
 
 
 async def test_a_cached_statement_is_rebound_with_each_executions_values(
@@ -56,9 +67,10 @@ async def test_a_cached_statement_is_rebound_with_each_executions_values(
         "n3",
         "n2",
     ]
-    shapes = cached_shapes()
+    shapes = _databases.cached_shapes()
+    assert shapes > 0
     assert [await name_of(5), await name_of(4)] == ["n5", "n4"]
-    assert cached_shapes() == shapes  # the same shape, not compiled again
+    assert _databases.cached_shapes() == shapes  # the same shape, not compiled again
 
 
 async def test_in_lists_of_any_length_are_not_cached_and_stay_right(
@@ -89,8 +101,8 @@ async def test_updates_with_returning_use_their_own_values(
 
 
 def test_installing_twice_wraps_once() -> None:
-    _compiled.install()
-    _compiled.install()
+    _databases.cache_compiled_statements()
+    _databases.cache_compiled_statements()
     compile_: Any = SQLiteConnection._compile
     assert not hasattr(compile_.__wrapped__, "__wrapped__")
 
@@ -109,6 +121,20 @@ class CompileCounter:
             original(compiler, *args, **kwargs)
 
         monkeypatch.setattr(SQLCompiler, "__init__", counting)
+
+
+async def test_a_statement_of_a_known_shape_is_not_compiled_again(
+    storage: DatabaseStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await make_table(storage)
+    statement = sa.select(things.c.name).where(things.c.id == 1)
+    assert await storage.database.fetch_val(statement) == "n1"
+    counter = CompileCounter(monkeypatch)
+
+    statement = sa.select(things.c.name).where(things.c.id == 2)
+    assert await storage.database.fetch_val(statement) == "n2"
+
+    assert counter.count == 0
 
 
 async def test_the_answer_path_and_batched_grading_compile_nothing_once_warm(
@@ -136,6 +162,51 @@ async def test_the_answer_path_and_batched_grading_compile_nothing_once_warm(
 
     await harness.service.grade_answers(first)
     await harness.service.grade_answers(second)  # a batch of another size
-    if not storage.is_sqlite:  # SQLite matches keys with IN lists of each length
+    if (
+        not storage.database.is_sqlite
+    ):  # SQLite matches keys with IN lists of each length
         assert counter.count == 0
     assert (await harness.detail(first[0][0])).session.status == "evaluated"
+
+
+# -- SQLite connection reuse -----------------------------------------------------------
+
+
+async def test_a_released_sqlite_connection_serves_the_next_query(
+    tmp_path: Path,
+) -> None:
+    database = databases.Database(f"sqlite:///{tmp_path}/reuse.db")
+    pool = _databases.reuse_sqlite_connections(database)
+    async with database:
+        assert await database.fetch_val("SELECT 1") == 1
+        assert pool.idle == 1
+        [kept] = pool._idle
+
+        assert await database.fetch_val("SELECT 2") == 2
+
+        assert pool._idle == [kept]
+    await pool.close()
+    assert pool.idle == 0
+
+
+# -- a failed BEGIN --------------------------------------------------------------------
+
+
+async def test_a_connection_whose_begin_failed_is_given_back_and_forgotten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def lost(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    async with databases.Database(f"sqlite:///{tmp_path}/begin.db") as database:
+        failed = database.connection()
+        with monkeypatch.context() as patch:
+            patch.setattr(SQLiteTransaction, "start", lost)
+            with pytest.raises(sqlite3.OperationalError):
+                async with _databases.transaction(database, release_timeout_s=1):
+                    pass
+
+        assert failed._connection_counter == 0
+        assert database.connection() is not failed  # the task starts afresh
+        async with _databases.transaction(database, release_timeout_s=1) as again:
+            assert await again.fetch_val("SELECT 1") == 1
