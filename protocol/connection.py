@@ -32,11 +32,16 @@ from protocol.attempt import (
     DraftVerdict,
     Verdict,
     change_between,
-    expire_due,
     save_draft,
     submit,
 )
-from protocol.audit import AuditEntry, AuditKind, expired as expiry_entry
+from protocol.audit import (
+    AuditEntry,
+    AuditKind,
+    candidate as candidate_actor,
+    completed as completed_entry,
+    expired as expiry_entry,
+)
 from protocol.effects import (
     AttachAttempt,
     Commit,
@@ -48,6 +53,7 @@ from protocol.effects import (
     VerifyToken,
 )
 from protocol.errors import CloseCode, ErrorCode, InvalidMessage, InvalidState
+from protocol.expiry import expire, expiry_audit
 from protocol.ids import Millis
 from protocol.messages import (
     AnswerAck,
@@ -158,7 +164,7 @@ class CandidateProtocol:
 
     @property
     def actor(self) -> str:
-        return f"candidate:{self.user.id}" if self.user else "candidate:?"
+        return candidate_actor(self.user.id if self.user else "?")
 
     @property
     def busy(self) -> bool:
@@ -284,6 +290,7 @@ class CandidateProtocol:
                 message = f"question {frame.question_index} is not the current question"
                 code = ErrorCode.INVALID_QUESTION_INDEX
                 replies.append(self._error_text(code, message, frame.ref))
+        audit.extend(self._completion(outcome.attempt, self.actor, now))
         stale = outcome.verdict in (Verdict.TOO_LATE, Verdict.INVALID_QUESTION_INDEX)
         self._write(attempt, outcome.attempt, replies, audit, frame, now, resend=stale)
 
@@ -308,7 +315,7 @@ class CandidateProtocol:
             return
         outcome = save_draft(attempt, frame.question_index, frame.answer, now)
         replies = [frames.time_expired(answer) for answer in outcome.expired]
-        audit = [expiry_entry(answer) for answer in outcome.expired]
+        audit = expiry_audit(attempt, outcome.attempt, outcome.expired, now)
         if outcome.verdict is DraftVerdict.SAVED and outcome.expired:
             # The draft names the question that expiry just made current: persist the
             # expiry first, then decide the draft again.
@@ -338,11 +345,11 @@ class CandidateProtocol:
         if self.phase is not Phase.ATTACHED or self._pending is not None:
             return
         attempt = self._attached()
-        after, expired = expire_due(attempt, now)
-        if expired:
-            replies = [frames.time_expired(answer) for answer in expired]
-            audit = [expiry_entry(answer) for answer in expired]
-            self._write(attempt, after, replies, audit, None, now, resend=False)
+        expiry = expire(attempt, now)
+        if expiry.answers:
+            replies = [frames.time_expired(answer) for answer in expiry.answers]
+            after = expiry.attempt
+            self._write(attempt, after, replies, expiry.audit, None, now, resend=False)
 
     def supersede(self) -> None:
         """Another connection took the attempt over: tell this one, then close 4409."""
@@ -485,13 +492,11 @@ class CandidateProtocol:
         *,
         resend: bool,
     ) -> None:
-        """Queue the guarded write of ``before -> after``; replies wait for it."""
+        """Queue the guarded write of ``before -> after`` and its ``audit`` (which
+        includes the ``completed`` entry when ``after`` finished); replies wait for it.
+        """
         change = change_between(before, after)
         moved = change.advances
-        if not after.in_progress:
-            actor = self.actor if isinstance(frame, SubmitAnswer) else "server"
-            at = after.completed_at or now
-            audit = [*audit, AuditEntry(at=at, actor=actor, kind=AuditKind.COMPLETED)]
         show_state = after.in_progress and (moved or resend)
         extra = [frames.state(after, now)] if show_state else []
         if not moved:
@@ -504,6 +509,10 @@ class CandidateProtocol:
             after, replies, frame, not after.in_progress, extra
         )
         self._effects.append(Commit(change, tuple(audit)))
+
+    @staticmethod
+    def _completion(after: Attempt, actor: str, now: Millis) -> list[AuditEntry]:
+        return [] if after.in_progress else [completed_entry(after, actor, now)]
 
     def _announce(self, attempt: Attempt, now: Millis) -> None:
         if attempt.in_progress:
