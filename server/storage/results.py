@@ -25,15 +25,12 @@ from typing import Any, assert_never
 
 import sqlalchemy as sa
 
-from evaluators.grade import Grade, Summary
-from protocol.attempt import Status
+from evaluators.grade import EvaluationStatus, Grade, Summary
+from protocol.attempt import REEVALUABLE, Status
 from protocol.audit import AuditKind
 from protocol.ids import InterviewId, Millis, SessionId
 from server.storage import _results_sql as sql
 from server.storage._results_rows import (
-    EVALUATED,
-    NEEDS_REVIEW,
-    PENDING,
     AnswerRecord,
     AuditLine,
     Graded,
@@ -59,9 +56,6 @@ from server.storage.attempts import (
 from server.storage.tables import answers, sessions
 
 __all__ = [
-    "EVALUATED",
-    "NEEDS_REVIEW",
-    "PENDING",
     "REEVALUATED",
     "SCORE_OVERRIDDEN",
     "AnswerRecord",
@@ -82,6 +76,7 @@ __all__ = [
 
 SCORE_OVERRIDDEN = AuditKind.SCORE_OVERRIDDEN
 REEVALUATED = AuditKind.REEVALUATED
+PENDING = EvaluationStatus.PENDING.value
 # Audit kinds written here. protocol.audit.AuditKind does not list them (yet), so the
 # detail reads the audit log itself, with the kind as a plain string.
 
@@ -475,7 +470,7 @@ class ResultsStore:
         Overrides are kept (a person's decision). Whether it applied: only a
         ``completed`` or ``evaluated`` attempt can be re-evaluated.
         """
-        finished = (Status.COMPLETED.value, Status.EVALUATED.value)
+        finished = [status.value for status in REEVALUABLE]
         async with self.storage.writing() as connection:
             applied = await connection.fetch_one(
                 sessions.update()
@@ -531,7 +526,7 @@ def _outcome_statement(
     match outcome:
         case Graded(grade):
             values: dict[str, object] = {
-                "evaluation_status": EVALUATED,
+                "evaluation_status": EvaluationStatus.EVALUATED.value,
                 "score": grade.score,
                 "feedback": sql.json_text(dict(grade.feedback)),
                 "model": grade.model,
@@ -548,7 +543,7 @@ def _outcome_statement(
             }
         case NeedsReview(reason):
             values = {
-                "evaluation_status": NEEDS_REVIEW,
+                "evaluation_status": EvaluationStatus.NEEDS_REVIEW.value,
                 "review_reason": reason,
                 "evaluated_at": now,
             }
