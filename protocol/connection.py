@@ -376,9 +376,11 @@ class CandidateProtocol:
         ``now``) or, if earlier, 1 ms after the question closes. ``None`` unless
         attached to an attempt in progress."""
         attempt = self.attempt
-        if self.phase is not Phase.ATTACHED or attempt is None:
-            return None
-        if not attempt.in_progress:
+        if (
+            self.phase is not Phase.ATTACHED
+            or attempt is None
+            or not attempt.in_progress
+        ):
             return None
         tick = frames.next_tick(attempt.deadline, now, self.tick_interval_ms)
         return min(tick, attempt.closes_at + 1)
