@@ -35,6 +35,7 @@ from bench.stats import (
     summarize,
 )
 from bench.storage import admin as _admin, delete_keys as _delete_keys
+from evaluators.grade import EvaluationStatus
 from protocol.attempt import begin, change_between, submit
 from protocol.definition import parse_definition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
@@ -50,10 +51,11 @@ from server.settings import Settings
 from server.storage.attempts import DatabaseStorage, InterviewRecord
 from server.storage.database import Database
 from server.storage.migrations import migrate
-from server.storage.results import PENDING, ResultsStore
+from server.storage.results import ResultsStore
 from server.storage.tables import answers, sessions
 
 KINDS = ("mcq", "short_answer", "code")
+PENDING = EvaluationStatus.PENDING.value
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 STUB_MODEL = "openai/stub-model"

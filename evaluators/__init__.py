@@ -16,7 +16,14 @@ from evaluators.errors import (
     SandboxUnavailable,
     UnparsableOutput,
 )
-from evaluators.grade import Grade, Grader, QuestionResult, Recommendation, Summary
+from evaluators.grade import (
+    EvaluationStatus,
+    Grade,
+    Grader,
+    QuestionResult,
+    Recommendation,
+    Summary,
+)
 from evaluators.grader import TaskGrader
 from evaluators.litellm_adapter import LitellmCompleter, import_litellm
 from evaluators.prompts import Delimiters, random_delimiter
@@ -32,6 +39,7 @@ __all__ = [
     "Completion",
     "CompletionRequest",
     "EvaluationError",
+    "EvaluationStatus",
     "Grade",
     "Grader",
     "GraderConfig",

@@ -18,6 +18,25 @@ from typing import Protocol
 from protocol.definition import QuestionDef
 
 
+class EvaluationStatus(enum.StrEnum):
+    """Where the grading of one answer stands (PRODUCT.md section 5).
+
+    It lives with the grades, not in ``protocol/``: the candidate protocol never sees
+    grading, while graders (:class:`QuestionResult`), the summary and the server's
+    grading tables all speak of it. Transitions (the server's grading store makes
+    them)::
+
+        pending      -> evaluated      a grade was stored
+        pending      -> needs_review   grading failed for good: a person must look
+        evaluated    -> pending        re-evaluation (the attempt is graded again)
+        needs_review -> pending        re-evaluation
+    """
+
+    PENDING = "pending"
+    EVALUATED = "evaluated"
+    NEEDS_REVIEW = "needs_review"
+
+
 class Recommendation(enum.StrEnum):
     STRONG_HIRE = "strong_hire"
     HIRE = "hire"
@@ -53,7 +72,7 @@ class QuestionResult:
     difficulty: str
     points: float
     score: float
-    status: str  # "evaluated" or "needs_review"
+    status: EvaluationStatus
     time_expired: bool
     highlights: Sequence[str] = field(default_factory=tuple)
 

@@ -8,8 +8,9 @@ and every grade it gives says so: ``model="offline"`` and a ``notice`` in the fe
   letters or more found in the answer; without either, 0, for a person to review.
 - Code: the hidden tests' pass rate where the question has runnable tests; otherwise
   half the points if the answer is Python that compiles and defines a function.
-- Summary: thresholds on the percentage pick the recommendation (85 strong_hire,
-  70 hire, 50 maybe), and the sentences are templates.
+- Summary: thresholds on the percentage pick the recommendation
+  (``evaluators.summary.recommendation_for``: 85 strong_hire, 70 hire, 50 maybe),
+  and the sentences are templates.
 """
 
 from __future__ import annotations
@@ -19,21 +20,16 @@ import re
 from collections.abc import Sequence
 
 from evaluators.code import SANDBOX_LANGUAGES, run_tests, tests_feedback
-from evaluators.grade import Grade, QuestionResult, Recommendation, Summary
+from evaluators.grade import EvaluationStatus, Grade, QuestionResult, Summary
 from evaluators.sandbox import CodeRunner
 from evaluators.short_answer import keywords_found
-from evaluators.summary import totals
+from evaluators.summary import recommendation_for, totals
 from protocol.definition import CodeQuestion, ShortAnswerQuestion
 
 MODEL = "offline"
 PROMPT_VERSION = "offline/1"
 NOTICE = "graded offline: no model configured"
 STRUCTURE_SHARE = 0.5
-THRESHOLDS = (
-    (85.0, Recommendation.STRONG_HIRE),
-    (70.0, Recommendation.HIRE),
-    (50.0, Recommendation.MAYBE),
-)
 
 
 def _grade(score: float, points: float, feedback: dict[str, object]) -> Grade:
@@ -110,20 +106,12 @@ def _defines_function(answer: str) -> bool:
     return any(isinstance(node, ast.FunctionDef) for node in ast.walk(tree))
 
 
-def recommendation_for(percentage: float) -> Recommendation:
-    """The offline recommendation for a percentage."""
-    for threshold, recommendation in THRESHOLDS:
-        if percentage >= threshold:
-            return recommendation
-    return Recommendation.NO_HIRE
-
-
 def summarise_offline(*, title: str, results: Sequence[QuestionResult]) -> Summary:
     """Summarise an attempt without a model, in three templated sentences."""
     total, maximum, percentage = totals(results)
     recommendation = recommendation_for(percentage)
     full = sum(1 for r in results if r.points and r.score >= r.points)
-    review = sum(1 for r in results if r.status == "needs_review")
+    review = sum(1 for r in results if r.status is EvaluationStatus.NEEDS_REVIEW)
     text = " ".join(
         [
             f"The candidate scored {total:g} of {maximum:g} points "

@@ -1,9 +1,14 @@
 """The summary of an attempt: totals by code, words and recommendation by the model.
 
-Total, maximum and percentage are computed here. The model sees the structured
-per-question results (type, difficulty, points, score, status, highlights), never the
-answers, and writes 3 to 4 sentences with a recommendation. Longer text is cut to
-its first four sentences; the raw judgement is kept for the audit trail.
+Total, maximum and percentage are computed here, for every summary and for the
+stored totals alike (:func:`totals`, :func:`percentage`: rounded to
+``PERCENTAGE_DIGITS`` decimals), and so are the score thresholds of the
+recommendation when code, not a model, picks it (:func:`recommendation_for`).
+
+The model sees the structured per-question results (type, difficulty, points, score,
+status, highlights), never the answers, and writes 3 to 4 sentences with a
+recommendation. Longer text is cut to its first four sentences; the raw judgement is
+kept for the audit trail.
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ from evaluators.grade import QuestionResult, Recommendation, Summary
 from evaluators.prompts import Delimiters, random_delimiter, summary_prompt
 
 MAX_SENTENCES = 4
+PERCENTAGE_DIGITS = 2
+THRESHOLDS = (
+    (85.0, Recommendation.STRONG_HIRE),
+    (70.0, Recommendation.HIRE),
+    (50.0, Recommendation.MAYBE),
+)
+"""The percentage from which each recommendation applies when code picks it; below
+the last one, ``no_hire``."""
 
 
 class SummaryJudgement(BaseModel):
@@ -30,12 +43,26 @@ class SummaryJudgement(BaseModel):
     recommendation: Recommendation
 
 
+def percentage(total: float, maximum: float) -> float:
+    """``total`` as a percentage of ``maximum``, rounded to ``PERCENTAGE_DIGITS``
+    decimals; 0 when the maximum is."""
+    return round(100 * total / maximum, PERCENTAGE_DIGITS) if maximum else 0.0
+
+
 def totals(results: Sequence[QuestionResult]) -> tuple[float, float, float]:
-    """``(total, maximum, percentage)``; the percentage is 0 when the maximum is."""
+    """``(total, maximum, percentage)`` of an attempt's results (see
+    :func:`percentage`)."""
     total = sum(result.score for result in results)
     maximum = sum(result.points for result in results)
-    percentage = total / maximum * 100 if maximum else 0.0
-    return total, maximum, percentage
+    return total, maximum, percentage(total, maximum)
+
+
+def recommendation_for(percentage: float) -> Recommendation:
+    """The recommendation code gives a percentage (see ``THRESHOLDS``)."""
+    for threshold, recommendation in THRESHOLDS:
+        if percentage >= threshold:
+            return recommendation
+    return Recommendation.NO_HIRE
 
 
 def result_view(result: QuestionResult) -> dict[str, object]:
@@ -87,13 +114,13 @@ class SummaryWriter:
             ModelUnavailable: the model did not answer.
             UnparsableOutput: it answered outside the schema.
         """
-        total, maximum, percentage = totals(results)
+        total, maximum, share = totals(results)
         prompt = summary_prompt(
             title=title,
             results=[result_view(result) for result in results],
             total=total,
             max_score=maximum,
-            percentage=percentage,
+            percentage=share,
             delimiters=self._delimiters,
         )
         judgement, completion = await ask(
@@ -102,7 +129,7 @@ class SummaryWriter:
         return Summary(
             total=total,
             max_score=maximum,
-            percentage=percentage,
+            percentage=share,
             text=first_sentences(judgement.summary),
             recommendation=judgement.recommendation,
             model=completion.model,

@@ -1,15 +1,20 @@
 """Who may start or restart an attempt (PROTOCOL.md section 1, ``start``/``restart``).
 
-The shell gathers the facts (is the candidate invited, what is in progress, how many
-attempts were used) and these functions decide; ``None`` means go ahead.
+The shell gathers the facts (the interview, is the candidate invited, what is in
+progress, how many attempts were used, a fresh session id, the time) and
+:func:`admit_start` / :func:`admit_restart` decide: the new :class:`Attempt` to store,
+or the :class:`Refusal` to send. :func:`decide_start` and :func:`decide_restart` are
+the refusal rules alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.attempt import Attempt
+from protocol.attempt import Attempt, begin
+from protocol.definition import InterviewDefinition
 from protocol.errors import ErrorCode
+from protocol.ids import InterviewId, Millis, SessionId, UserId
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,3 +66,82 @@ def decide_restart(
     if used >= max_attempts:
         return EXHAUSTED
     return None
+
+
+def admit_start(
+    *,
+    interview_id: InterviewId,
+    definition: InterviewDefinition | None,
+    candidate_id: UserId,
+    invited: bool,
+    active: Attempt | None,
+    used: int,
+    session_id: SessionId,
+    now: Millis,
+) -> Attempt | Refusal:
+    """Start attempt ``used + 1`` of an interview, or say why not.
+
+    Args:
+        definition: the interview, ``None`` when there is no such interview.
+        invited: the candidate is invited to it.
+        active: the candidate's attempt in progress (of any interview), after expiry.
+        used: attempts of this interview already made, abandoned ones included.
+        session_id: the id the new attempt gets.
+        now: when it starts.
+    """
+    refusal = decide_start(
+        invited=definition is not None and invited,
+        active=active,
+        used=used,
+        max_attempts=definition.settings.max_attempts if definition else 0,
+    )
+    if refusal is not None:
+        return refusal
+    assert definition is not None  # decide_start refuses an interview not found
+    return begin(
+        session_id=session_id,
+        interview_id=interview_id,
+        title=definition.title,
+        candidate_id=candidate_id,
+        number=used + 1,
+        questions=definition.question_views(),
+        grace_ms=definition.settings.grace_ms,
+        now=now,
+    )
+
+
+def admit_restart(
+    *,
+    active: Attempt | None,
+    definition: InterviewDefinition | None,
+    used: int,
+    session_id: SessionId,
+    now: Millis,
+) -> Attempt | Refusal:
+    """Start Over: the attempt that replaces ``active``, or why not.
+
+    The new attempt has the same questions, title and grace as ``active`` (what the
+    candidate was shown), and the next number; ``active`` is abandoned by the shell
+    when it stores the new one.
+
+    Args:
+        active: the candidate's attempt in progress, after expiry.
+        definition: its interview, ``None`` when it no longer exists: then no
+            attempt is left.
+        used: attempts of that interview already made.
+    """
+    max_attempts = definition.settings.max_attempts if definition else 0
+    refusal = decide_restart(active=active, used=used, max_attempts=max_attempts)
+    if refusal is not None:
+        return refusal
+    assert active is not None  # decide_restart refuses without an active attempt
+    return begin(
+        session_id=session_id,
+        interview_id=active.interview_id,
+        title=active.title,
+        candidate_id=active.candidate_id,
+        number=used + 1,
+        questions=active.questions,
+        grace_ms=active.grace_ms,
+        now=now,
+    )

@@ -18,17 +18,22 @@ The rules, in one place:
   an index that is not current is ``invalid_question_index``, or ``too_late`` when that
   question expired unanswered.
 
-Transitions of :class:`Status` (only this module creates attempts in a new status)::
+Transitions of :class:`Status` (:data:`TRANSITIONS`; this module makes the first two,
+the server's grading store the last two, guarded by the status they start from)::
 
     in_progress -> completed    the last question was answered or expired
     in_progress -> abandoned    Start Over (:func:`abandon`)
-    completed   -> evaluated    grading finished (the grading issue)
+    completed   -> evaluated    grading finished: the summary was written
+    evaluated   -> completed    re-evaluation: grading starts over (a completed
+                                attempt may be re-evaluated too, and stays completed;
+                                :data:`REEVALUABLE`)
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from protocol.errors import InvalidState
@@ -43,7 +48,9 @@ __all__ = [
     "DraftOutcome",
     "Option",
     "QuestionView",
+    "REEVALUABLE",
     "Status",
+    "TRANSITIONS",
     "Submission",
     "Verdict",
     "abandon",
@@ -62,6 +69,18 @@ class Status(enum.StrEnum):
     COMPLETED = "completed"
     EVALUATED = "evaluated"
     ABANDONED = "abandoned"
+
+
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.IN_PROGRESS: frozenset({Status.COMPLETED, Status.ABANDONED}),
+    Status.COMPLETED: frozenset({Status.EVALUATED}),
+    Status.EVALUATED: frozenset({Status.COMPLETED}),
+    Status.ABANDONED: frozenset(),
+}
+"""The status each status may become (see the module docstring)."""
+
+REEVALUABLE = frozenset({Status.COMPLETED, Status.EVALUATED})
+"""The statuses re-evaluation applies to; it leaves the attempt ``completed``."""
 
 
 @dataclass(frozen=True, slots=True)

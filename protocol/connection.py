@@ -5,6 +5,13 @@ The shell feeds input with ``receive_*`` methods and server-side events with ver
 :meth:`effects` (work that needs I/O) and :meth:`messages_to_send` (text frames), and
 closes the socket when :attr:`close_code` is set, after sending what was queued.
 
+The machine owns its timer: after each step the shell asks :meth:`next_wakeup` when
+to call :meth:`receive_timer` next (the earlier of the next ``tick``, aligned to the
+question's deadline, and the question's expiry). A wakeup queues a ``tick`` frame,
+which only reads the attempt, or expires what is due, which changes it: when
+:meth:`expiry_due` says so, the shell makes the call from the task that owns the
+connection. The ``auth`` deadline has its own call, :meth:`receive_timeout`.
+
 Replies that depend on a write (an ``answer_ack``, a ``draft_ack``, ``time_expired``)
 are held back until the shell reports the write with :meth:`receive_persisted`. When
 the write lost a race (:meth:`receive_conflict`), the machine adopts the fresh attempt
@@ -12,7 +19,8 @@ and decides again, so nothing is acknowledged that is not stored.
 
 Transitions of :class:`Phase` (only this module assigns it)::
 
-    AUTHENTICATING -> READY      receive_authenticated (a candidate token)
+    AUTHENTICATING -> READY      receive_active, after receive_authenticated (a
+                                 candidate token)
     AUTHENTICATING -> CLOSED     bad or missing token, wrong role, auth timeout
     READY          -> ATTACHED   receive_attached
     ATTACHED       -> READY      the attempt was abandoned elsewhere
@@ -32,15 +40,21 @@ from protocol.attempt import (
     DraftVerdict,
     Verdict,
     change_between,
-    expire_due,
     save_draft,
     submit,
 )
-from protocol.audit import AuditEntry, AuditKind, expired as expiry_entry
+from protocol.audit import (
+    AuditEntry,
+    AuditKind,
+    candidate as candidate_actor,
+    completed as completed_entry,
+    expired as expiry_entry,
+)
 from protocol.effects import (
     AttachAttempt,
     Commit,
     Effect,
+    LoadActiveAttempt,
     RecordAudit,
     RestartAttempt,
     StartAttempt,
@@ -48,6 +62,7 @@ from protocol.effects import (
     VerifyToken,
 )
 from protocol.errors import CloseCode, ErrorCode, InvalidMessage, InvalidState
+from protocol.expiry import expire, expiry_audit
 from protocol.ids import Millis
 from protocol.messages import (
     AnswerAck,
@@ -76,6 +91,7 @@ __all__ = [
     "CandidateProtocol",
     "Commit",
     "Effect",
+    "LoadActiveAttempt",
     "Phase",
     "RecordAudit",
     "RestartAttempt",
@@ -158,7 +174,7 @@ class CandidateProtocol:
 
     @property
     def actor(self) -> str:
-        return f"candidate:{self.user.id}" if self.user else "candidate:?"
+        return candidate_actor(self.user.id if self.user else "?")
 
     @property
     def busy(self) -> bool:
@@ -284,6 +300,7 @@ class CandidateProtocol:
                 message = f"question {frame.question_index} is not the current question"
                 code = ErrorCode.INVALID_QUESTION_INDEX
                 replies.append(self._error_text(code, message, frame.ref))
+        audit.extend(self._completion(outcome.attempt, self.actor, now))
         stale = outcome.verdict in (Verdict.TOO_LATE, Verdict.INVALID_QUESTION_INDEX)
         self._write(attempt, outcome.attempt, replies, audit, frame, now, resend=stale)
 
@@ -308,7 +325,7 @@ class CandidateProtocol:
             return
         outcome = save_draft(attempt, frame.question_index, frame.answer, now)
         replies = [frames.time_expired(answer) for answer in outcome.expired]
-        audit = [expiry_entry(answer) for answer in outcome.expired]
+        audit = expiry_audit(attempt, outcome.attempt, outcome.expired, now)
         if outcome.verdict is DraftVerdict.SAVED and outcome.expired:
             # The draft names the question that expiry just made current: persist the
             # expiry first, then decide the draft again.
@@ -338,11 +355,11 @@ class CandidateProtocol:
         if self.phase is not Phase.ATTACHED or self._pending is not None:
             return
         attempt = self._attached()
-        after, expired = expire_due(attempt, now)
-        if expired:
-            replies = [frames.time_expired(answer) for answer in expired]
-            audit = [expiry_entry(answer) for answer in expired]
-            self._write(attempt, after, replies, audit, None, now, resend=False)
+        expiry = expire(attempt, now)
+        if expiry.answers:
+            replies = [frames.time_expired(answer) for answer in expiry.answers]
+            after = expiry.attempt
+            self._write(attempt, after, replies, expiry.audit, None, now, resend=False)
 
     def supersede(self) -> None:
         """Another connection took the attempt over: tell this one, then close 4409."""
@@ -351,33 +368,73 @@ class CandidateProtocol:
         self._messages.append(serialize(Superseded()))
         self._close(CloseCode.SUPERSEDED, "taken over by another connection")
 
-    def tick(self, now: Millis) -> str | None:
-        """The ``tick`` frame to send now, if attached to an attempt in progress."""
-        # Attached means in progress: finishing closes, abandoning detaches. While a
-        # write is in flight the question may be about to change: skip the tick.
-        if self.phase is not Phase.ATTACHED or self.attempt is None or self.busy:
-            return None
-        return frames.tick(self.attempt, now)
+    # -- the timer ----------------------------------------------------------------
 
-    def next_wakeup(self) -> Millis | None:
-        """When :meth:`expire` is next due, if attached to an attempt in progress."""
-        if self.phase is not Phase.ATTACHED or self.attempt is None:
+    def next_wakeup(self, now: Millis) -> Millis | None:
+        """When the shell should next call :meth:`receive_timer`, as seen at ``now``:
+        the next ``tick`` (a whole number of tick intervals from the deadline, after
+        ``now``) or, if earlier, 1 ms after the question closes. ``None`` unless
+        attached to an attempt in progress."""
+        attempt = self.attempt
+        if (
+            self.phase is not Phase.ATTACHED
+            or attempt is None
+            or not attempt.in_progress
+        ):
             return None
-        return self.attempt.closes_at + 1 if self.attempt.in_progress else None
+        tick = frames.next_tick(attempt.deadline, now, self.tick_interval_ms)
+        return min(tick, attempt.closes_at + 1)
+
+    def expiry_due(self, now: Millis) -> bool:
+        """Whether :meth:`receive_timer` at ``now`` would expire a question (a change
+        of the attempt) rather than queue a ``tick`` (which only reads it)."""
+        attempt = self.attempt
+        return (
+            self.phase is Phase.ATTACHED
+            and attempt is not None
+            and attempt.in_progress
+            and now > attempt.closes_at
+        )
+
+    def receive_timer(self, now: Millis) -> None:
+        """The shell's timer fired (see :meth:`next_wakeup`).
+
+        Expires what is due (see :meth:`expire`), else queues the ``tick`` frame of
+        the attempt in progress. No tick while a guarded write is in flight: the
+        question may be about to change.
+        """
+        attempt = self.attempt
+        if self.expiry_due(now):
+            self.expire(now)
+        elif self.phase is Phase.ATTACHED and attempt is not None and not self.busy:
+            # Attached means in progress: finishing closes, abandoning detaches.
+            self._messages.append(frames.tick(attempt, now))
 
     # -- results of effects -------------------------------------------------------
 
-    def receive_authenticated(
-        self, user: User, active: Attempt | None, now: Millis
-    ) -> None:
-        """The token is valid. Non-candidates are closed with 4403."""
+    def receive_authenticated(self, user: User) -> None:
+        """The token is valid. Non-candidates are closed with 4403; for a candidate
+        the shell is asked for the attempt in progress (:class:`LoadActiveAttempt`).
+        """
+        if self.phase is Phase.CLOSED:
+            return
+        if self.phase is not Phase.AUTHENTICATING:
+            raise InvalidState(f"cannot authenticate in phase {self.phase.value}")
         if user.role != "candidate":
             self._close(CloseCode.FORBIDDEN, "this socket is for candidates")
             return
         self.user = user
+        self._effects.append(LoadActiveAttempt(user.id))
+
+    def receive_active(self, active: Attempt | None, now: Millis) -> None:
+        """The candidate's attempt in progress, if any: ``hello`` reports it."""
+        if self.phase is Phase.CLOSED:
+            return
+        if self.phase is not Phase.AUTHENTICATING or self.user is None:
+            raise InvalidState(f"unexpected active attempt in phase {self.phase.value}")
         self.phase = Phase.READY
         hello = Hello(
-            user=user,
+            user=self.user,
             server_time=now,
             tick_interval_ms=self.tick_interval_ms,
             active_session=frames.active_session(active, now),
@@ -485,13 +542,11 @@ class CandidateProtocol:
         *,
         resend: bool,
     ) -> None:
-        """Queue the guarded write of ``before -> after``; replies wait for it."""
+        """Queue the guarded write of ``before -> after`` and its ``audit`` (which
+        includes the ``completed`` entry when ``after`` finished); replies wait for it.
+        """
         change = change_between(before, after)
         moved = change.advances
-        if not after.in_progress:
-            actor = self.actor if isinstance(frame, SubmitAnswer) else "server"
-            at = after.completed_at or now
-            audit = [*audit, AuditEntry(at=at, actor=actor, kind=AuditKind.COMPLETED)]
         show_state = after.in_progress and (moved or resend)
         extra = [frames.state(after, now)] if show_state else []
         if not moved:
@@ -504,6 +559,10 @@ class CandidateProtocol:
             after, replies, frame, not after.in_progress, extra
         )
         self._effects.append(Commit(change, tuple(audit)))
+
+    @staticmethod
+    def _completion(after: Attempt, actor: str, now: Millis) -> list[AuditEntry]:
+        return [] if after.in_progress else [completed_entry(after, actor, now)]
 
     def _announce(self, attempt: Attempt, now: Millis) -> None:
         if attempt.in_progress:

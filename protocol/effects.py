@@ -21,6 +21,13 @@ class VerifyToken:
 
 
 @dataclass(frozen=True, slots=True)
+class LoadActiveAttempt:
+    """Find the candidate's attempt in progress, if any; answer with receive_active."""
+
+    candidate_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class StartAttempt:
     """Start a new attempt; answer with receive_attached or receive_refused."""
 
@@ -65,6 +72,7 @@ class RecordAudit:
 
 Effect = (
     VerifyToken
+    | LoadActiveAttempt
     | StartAttempt
     | AttachAttempt
     | RestartAttempt

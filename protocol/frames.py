@@ -65,6 +65,15 @@ def tick(attempt: Attempt, now: Millis) -> str:
     return tick_text(attempt.question_index, deadline, max(0, deadline - now), now)
 
 
+def next_tick(deadline: Millis, now: Millis, interval: Millis) -> Millis:
+    """When the next ``tick`` is due: the first time after ``now`` that lies a whole
+    number of intervals from the deadline, so ``remaining_ms`` counts down in whole
+    intervals."""
+    if now < deadline:
+        return deadline - ((deadline - now - 1) // interval) * interval
+    return deadline + ((now - deadline) // interval + 1) * interval
+
+
 def time_expired(answer: Answer) -> str:
     """The ``time_expired`` frame announcing an answer recorded by expiry."""
     return serialize(

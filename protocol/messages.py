@@ -300,6 +300,16 @@ def serialize(frame: Frame) -> str:
     return frame.model_dump_json()
 
 
+TICK_PREFIX = '{"type":"tick",'
+"""How the text of every ``tick`` starts, and of no other frame's."""
+
+
+def is_tick(text: str) -> bool:
+    """Whether ``text`` is a ``tick`` frame built by :func:`tick_text` or
+    :func:`serialize`: the send queue keeps only the newest tick waiting."""
+    return text.startswith(TICK_PREFIX)
+
+
 def tick_text(
     question_index: int, deadline: int, remaining_ms: int, server_time: int
 ) -> str:

@@ -5,8 +5,16 @@ attaches, performs guarded writes and feeds results back to the protocol.
 
 Three tasks per socket: the handler (this class's :meth:`run`) owns the protocol and
 its attempt; a reader feeds frames into the handler's inbox; a writer drains the
-bounded outbox. The shared scheduler and the bus reach the handler only through the
-inbox, so every change of the attempt happens in one task.
+bounded outbox. The bus reaches the handler only through the inbox, so every change
+of the attempt happens in one task.
+
+The timer is the protocol's: after each step the handler reschedules the socket on
+the shared scheduler from :meth:`CandidateProtocol.next_wakeup` (only when it
+moved). The scheduler calls :meth:`CandidateConnection.on_due` from its own task:
+a wakeup that would change the attempt (an expiry) is handed to the handler through
+the inbox; a tick only reads it, so ``on_due`` asks the protocol for it and sends
+what the protocol queued, as the handler does after every input (the outbox keeps
+only the newest tick waiting; an overflow closes 4008 from the handler).
 """
 
 from __future__ import annotations
@@ -16,19 +24,20 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from protocol import admission
+from protocol import admission, audit
 from protocol.admission import Refusal
 from protocol.attempt import Attempt
-from protocol.audit import AuditEntry, AuditKind
+from protocol.audit import AuditEntry
 from protocol.connection import (
     AttachAttempt,
     CandidateProtocol,
     Commit,
     Effect,
+    LoadActiveAttempt,
     Phase,
     RecordAudit,
     RestartAttempt,
@@ -42,7 +51,6 @@ from protocol.messages import User
 from server.auth import AuthError, verify_token
 from server.candidate.lobby import Lobby
 from server.candidate.outbox import Outbox
-from server.candidate.scheduler import next_tick
 from server.cluster.bus import Subscription
 from server.cluster.lock import Acquired
 from server.errors import Conflict, ServerError, frame_message
@@ -67,8 +75,8 @@ class _Gone:
     code: int
 
 
-class _Expire:
-    pass
+class _Wake:
+    """The timer found an expiry due: the handler makes the change."""
 
 
 class _Superseded:
@@ -84,8 +92,8 @@ class _Changed:
     session_id: SessionId
 
 
-_Event = _Text | _Gone | _Expire | _Superseded | _TooSlow | _Changed
-_EXPIRE = _Expire()
+_Event = _Text | _Gone | _Wake | _Superseded | _TooSlow | _Changed
+_WAKE = _Wake()
 _SUPERSEDED = _Superseded()
 _TOO_SLOW = _TooSlow()
 
@@ -122,6 +130,8 @@ class CandidateConnection:
         self.outbox = Outbox(settings.send_queue_max)
         self.fence: int | None = None
         self.generation = 0
+        self.due_at: Millis | None = None
+        """When the scheduler holds an entry for this socket, if it does."""
         self.subscription: Subscription | None = None
         self.close_code: int | None = None
         self.peer_gone = False
@@ -163,6 +173,7 @@ class CandidateConnection:
                 await self._handle(event)
             await self._perform()
             self._flush()
+            self._reschedule()
 
     async def _next_event(self) -> _Event | None:
         if self.inbox.qsize() <= INBOX_LOW:
@@ -188,24 +199,30 @@ class CandidateConnection:
                     self.protocol.receive_text(text, now)
             case _TooSlow():
                 self._too_slow()
-            case _Expire():
-                self.protocol.expire(now)
+            case _Wake():
+                self.protocol.receive_timer(now)
             case _Superseded():
                 self.protocol.supersede()
             case _Changed(session_id):
                 fresh = await self.storage.load_attempt(session_id)
                 self.protocol.receive_changed(fresh, now)
-                self._reschedule()
             case _Gone():  # pragma: no cover - handled by _serve
                 pass
 
     def _flush(self) -> None:
-        for text in self.protocol.messages_to_send():
-            if not self.outbox.put(text):
-                self._too_slow()
-                return
+        if not self._send_queued():
+            self._too_slow()
+            return
         if self.protocol.close_code is not None:
             self.close_code = self.protocol.close_code
+
+    def _send_queued(self) -> bool:
+        """Move the protocol's queued frames to the outbox; ``False`` on overflow."""
+        put = self.outbox.put
+        for text in self.protocol.messages_to_send():
+            if not put(text):
+                return False
+        return True
 
     def _too_slow(self) -> None:
         self.log.warning("send queue overflowed; closing 4008")
@@ -270,7 +287,10 @@ class CandidateConnection:
         try:
             match effect:
                 case VerifyToken(token):
-                    await self._verify(token, now)
+                    await self._verify(token)
+                case LoadActiveAttempt(candidate_id):
+                    active = await self.storage.active_attempt(UserId(candidate_id))
+                    self.protocol.receive_active(active, now)
                 case StartAttempt(interview_id):
                     await self._start(InterviewId(interview_id), now)
                 case AttachAttempt(takeover):
@@ -289,7 +309,7 @@ class CandidateConnection:
             self.log.warning("storage failed: %s", exc)
             self.protocol.receive_write_failed(frame_message(exc))
 
-    async def _verify(self, token: str, now: Millis) -> None:
+    async def _verify(self, token: str) -> None:
         secret = self.services.settings.jwt_secret
         try:
             claims = verify_token(str(secret), token)
@@ -297,10 +317,7 @@ class CandidateConnection:
             self.protocol.receive_unauthenticated(exc.reason)
             return
         user = User(id=claims.sub, name=claims.name, role=claims.role)
-        active = None
-        if claims.role == "candidate":
-            active = await self.storage.active_attempt(UserId(claims.sub))
-        self.protocol.receive_authenticated(user, active, now)
+        self.protocol.receive_authenticated(user)
         self.log.extra = {"holder": self.holder, "user": claims.sub}
 
     def _lobby(self) -> Lobby:
@@ -354,15 +371,14 @@ class CandidateConnection:
         await self._release()
         self.fence = await self.storage.claim(attempt.session_id)
         self.services.metrics.attached.inc()
-        taken = acquired is Acquired.TAKEN_OVER
-        kind = AuditKind.TAKEN_OVER if taken else AuditKind.ATTACHED
-        await self.storage.append_audit(attempt.session_id, [self._entry(kind, now)])
+        taken_over = acquired is Acquired.TAKEN_OVER
+        entry = audit.attached(self.protocol.actor, now, taken_over=taken_over)
+        await self.storage.append_audit(attempt.session_id, [entry])
         self.subscription = self.services.bus.subscribe(
             attempt.session_id, self._on_bus
         )
         fresh = await self.storage.load_attempt(attempt.session_id) or attempt
         self.protocol.receive_attached(fresh, now)
-        self._reschedule()
         self.log.info("attached to session %s", attempt.session_id)
 
     async def _release(self) -> None:
@@ -371,7 +387,7 @@ class CandidateConnection:
         if self.subscription is not None:
             self.subscription.close()
             self.subscription = None
-        self.services.scheduler.cancel(self)
+        self._cancel_timer()
         if attempt is not None:
             await self.services.lock.release(attempt.session_id, self.holder)
         if self.fence is not None:
@@ -383,9 +399,9 @@ class CandidateConnection:
         await self._release()
         if attempt is None:
             return
-        data = {"close_code": self.close_code}
         with contextlib.suppress(ServerError):
-            entry = self._entry(AuditKind.DETACHED, self.clock(), data)
+            actor = self.protocol.actor
+            entry = audit.detached(actor, self.clock(), self.close_code)
             await self.storage.append_audit(attempt.session_id, [entry])
 
     # -- guarded writes -----------------------------------------------------------
@@ -435,17 +451,11 @@ class CandidateConnection:
             return
         fresh = await self.storage.load_attempt(session_id)
         self.protocol.receive_conflict(fresh, now)
-        self._reschedule()
 
     async def _record(self, entries: tuple[AuditEntry, ...]) -> None:
         attempt = self.protocol.attempt
         if attempt is not None:
             await self.storage.append_audit(attempt.session_id, entries)
-
-    def _entry(
-        self, kind: AuditKind, at: Millis, data: dict[str, Any] | None = None
-    ) -> AuditEntry:
-        return AuditEntry(at=at, actor=self.protocol.actor, kind=kind, data=data or {})
 
     # -- callbacks from the scheduler and the bus (never block) -------------------
 
@@ -457,26 +467,37 @@ class CandidateConnection:
         if origin != self.holder and attempt is not None:
             self.inbox.put_nowait(_Changed(attempt.session_id))
 
+    # -- the timer: the protocol's wakeups on the shared scheduler ------------------
+
     def _reschedule(self) -> None:
-        if self.protocol.phase is Phase.ATTACHED:
-            self.services.scheduler.schedule(self)
-        else:
-            self.services.scheduler.cancel(self)
+        """Follow the protocol's next wakeup, if it moved (after every step)."""
+        now = self.clock()
+        wakeup = self.protocol.next_wakeup(now)
+        due_at = self.due_at
+        if wakeup == due_at:
+            return
+        if wakeup is None:
+            self._cancel_timer()
+        elif due_at is None or due_at > now:
+            self.services.scheduler.schedule(self)  # calls next_due
+        # else the entry is due now: on_due runs soon and follows the protocol
+
+    def _cancel_timer(self) -> None:
+        self.services.scheduler.cancel(self)
+        self.due_at = None
 
     def next_due(self, now: Millis) -> Millis | None:
-        wakeup = self.protocol.next_wakeup()
-        attempt = self.protocol.attempt
-        if wakeup is None or attempt is None:
-            return None
-        interval = self.services.settings.tick_interval_ms
-        return min(next_tick(attempt.deadline, now, interval), wakeup)
+        self.due_at = self.protocol.next_wakeup(now)
+        return self.due_at
 
     def on_due(self, now: Millis) -> None:
-        wakeup = self.protocol.next_wakeup()
-        if wakeup is not None and now >= wakeup:
-            self.generation += 1  # the owner reschedules after the expiry
-            self.inbox.put_nowait(_EXPIRE)
+        """Runs in the scheduler's task: never changes the attempt, never blocks."""
+        self.due_at = None
+        protocol = self.protocol
+        if protocol.expiry_due(now):
+            self.generation += 1  # the handler reschedules after the expiry
+            self.inbox.put_nowait(_WAKE)
             return
-        text = self.protocol.tick(now)
-        if text is not None and not self.outbox.put_tick(text):
+        protocol.receive_timer(now)  # a tick: only reads the attempt
+        if not self._send_queued():
             self.inbox.put_nowait(_TOO_SLOW)

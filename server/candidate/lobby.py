@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import uuid
 
-from protocol import admission
+from protocol import admission, audit
 from protocol.admission import Refusal
-from protocol.attempt import Attempt, begin
-from protocol.audit import AuditEntry, AuditKind
+from protocol.attempt import Attempt
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
 from server.candidate.sweeper import settle
@@ -27,6 +26,7 @@ class Lobby:
         self.storage = services.storage
         self.user = user
         self.user_id = UserId(user.id)
+        self.actor = audit.candidate(user.id)
         self.holder = holder
 
     async def active(self, now: Millis) -> Attempt | None:
@@ -41,33 +41,21 @@ class Lobby:
         return attempt if attempt is not None and attempt.in_progress else None
 
     async def start(self, interview_id: InterviewId, now: Millis) -> Attempt | Refusal:
-        interview = await self.storage.get_interview(interview_id)
-        invited = interview is not None and await self.storage.is_invited(
-            interview_id, self.user_id
-        )
-        if interview is None or not invited:
-            return admission.NOT_FOUND
-        settings = interview.definition.settings
-        used = await self.storage.count_attempts(interview_id, self.user_id)
-        refusal = admission.decide_start(
-            invited=invited,
-            active=await self.active(now),
-            used=used,
-            max_attempts=settings.max_attempts,
-        )
-        if refusal is not None:
-            return refusal
-        attempt = begin(
-            session_id=SessionId(uuid.uuid4().hex),
+        storage = self.storage
+        interview = await storage.get_interview(interview_id)
+        outcome = admission.admit_start(
             interview_id=interview_id,
-            title=interview.definition.title,
+            definition=interview.definition if interview else None,
             candidate_id=self.user_id,
-            number=used + 1,
-            questions=interview.definition.question_views(),
-            grace_ms=settings.grace_ms,
+            invited=await storage.is_invited(interview_id, self.user_id),
+            active=await self.active(now),
+            used=await storage.count_attempts(interview_id, self.user_id),
+            session_id=new_session_id(),
             now=now,
         )
-        return await self._create(attempt, None, now)
+        if isinstance(outcome, Refusal):
+            return outcome
+        return await self._create(outcome, None, now)
 
     async def resume(self, now: Millis) -> Attempt | Refusal:
         return await self.active(now) or admission.NO_ACTIVE
@@ -81,16 +69,22 @@ class Lobby:
         free (not held by a live connection) to be abandoned.
         """
         active = await self.active(now)
-        if active is None:
-            return admission.NO_ACTIVE
-        interview = await self.storage.get_interview(active.interview_id)
-        used = await self.storage.count_attempts(active.interview_id, self.user_id)
-        max_attempts = interview.definition.settings.max_attempts if interview else 0
-        refusal = admission.decide_restart(
-            active=active, used=used, max_attempts=max_attempts
+        definition, used = None, 0
+        if active is not None:
+            interview_id = active.interview_id
+            interview = await self.storage.get_interview(interview_id)
+            definition = interview.definition if interview else None
+            used = await self.storage.count_attempts(interview_id, self.user_id)
+        new = admission.admit_restart(
+            active=active,
+            definition=definition,
+            used=used,
+            session_id=new_session_id(),
+            now=now,
         )
-        if refusal is not None:
-            return refusal
+        if isinstance(new, Refusal):
+            return new
+        assert active is not None  # admit_restart refuses without one
         held = current is not None and current.session_id == active.session_id
         lock = self.services.lock
         if not held:
@@ -102,16 +96,6 @@ class Lobby:
             )
             if acquired is Acquired.LOCKED:
                 return admission.LOCKED
-        new = begin(
-            session_id=SessionId(uuid.uuid4().hex),
-            interview_id=active.interview_id,
-            title=active.title,
-            candidate_id=active.candidate_id,
-            number=used + 1,
-            questions=active.questions,
-            grace_ms=active.grace_ms,
-            now=now,
-        )
         created = await self._create(new, active, now)
         if not held:
             await lock.release(active.session_id, self.holder)
@@ -120,7 +104,7 @@ class Lobby:
     async def _create(
         self, attempt: Attempt, old: Attempt | None, now: Millis
     ) -> Attempt | Refusal:
-        started = self._entry(AuditKind.STARTED, now, {"attempt": attempt.number})
+        started = audit.started(attempt, self.actor, now)
         try:
             await self.storage.create_attempt(
                 attempt, candidate_name=self.user.name, audit=[started], abandon=old
@@ -128,14 +112,11 @@ class Lobby:
         except (AlreadyInProgress, Conflict):
             return admission.IN_PROGRESS
         if old is not None:
-            abandoned = self._entry(AuditKind.ABANDONED, now, {"next": attempt.number})
+            abandoned = audit.abandoned(attempt, self.actor, now)
             await self.storage.append_audit(old.session_id, [abandoned])
             await self.services.bus.publish(old.session_id, self.holder)
         return attempt
 
-    def _entry(
-        self, kind: AuditKind, at: Millis, data: dict[str, object]
-    ) -> AuditEntry:
-        return AuditEntry(
-            at=at, actor=f"candidate:{self.user.id}", kind=kind, data=data
-        )
+
+def new_session_id() -> SessionId:
+    return SessionId(uuid.uuid4().hex)

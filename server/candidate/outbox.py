@@ -1,7 +1,9 @@
 """A bounded send queue per socket (PROTOCOL.md section 3).
 
 Ticks are merged: a queued tick is replaced by the newest one, which goes to the back
-so that it never overtakes the frames before it. When more than ``limit`` frames wait,
+so that it never overtakes the frames before it. :meth:`put` recognises a tick by
+its text (:func:`protocol.messages.is_tick`), so the socket puts every frame the
+protocol queued the same way. When more than ``limit`` frames wait,
 the reader is too slow: :meth:`put` returns ``False`` and the socket is closed 4008.
 """
 
@@ -9,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+
+from protocol.messages import TICK_PREFIX
 
 
 class Outbox:
@@ -26,18 +30,24 @@ class Outbox:
         return len(self._frames)
 
     def put(self, text: str) -> bool:
-        """Queue a frame; ``False`` when the queue overflowed."""
-        self._frames.append(text)
-        self._ready.set()
-        self._idle.clear()
-        return len(self._frames) <= self.limit
+        """Queue a frame (a tick as :meth:`put_tick`); ``False`` when the queue
+        overflowed."""
+        if text.startswith(TICK_PREFIX):  # is_tick, inlined: the hottest path
+            return self.put_tick(text)
+        return self._append(text)
 
     def put_tick(self, text: str) -> bool:
         """Queue a tick, replacing one still waiting."""
         if self._tick is not None:  # still queued: get() forgets a tick it hands out
             self._frames.remove(self._tick)
         self._tick = text
-        return self.put(text)
+        return self._append(text)
+
+    def _append(self, text: str) -> bool:
+        self._frames.append(text)
+        self._ready.set()
+        self._idle.clear()
+        return len(self._frames) <= self.limit
 
     async def get(self) -> str:
         """The next frame to send, waiting for one."""

@@ -5,8 +5,10 @@ no timer per socket (STACK-NOTES: per-socket timers cost more, and a FIFO breaks
 soon as a newcomer queues behind a late head). Entries are never removed; a client's
 ``generation`` changes when it is rescheduled and stale entries are skipped.
 
-Ticks are aligned to the deadline, so ``remaining_ms`` counts down in whole tick
-intervals; the client is woken once more just after its question closes.
+A client says when it is next due (:meth:`Timed.next_due`; a candidate socket
+answers with its protocol's ``next_wakeup``: ticks aligned to the deadline, and the
+expiry just after the question closes) and is called back with :meth:`Timed.on_due`
+in the scheduler's own task.
 """
 
 from __future__ import annotations
@@ -21,14 +23,6 @@ from protocol.ids import Millis
 from server.services import Timed
 
 logger = logging.getLogger(__name__)
-
-
-def next_tick(deadline: Millis, now: Millis, interval: Millis) -> Millis:
-    """The first time after ``now`` that lies a whole number of intervals from the
-    deadline."""
-    if now < deadline:
-        return deadline - ((deadline - now - 1) // interval) * interval
-    return deadline + ((now - deadline) // interval + 1) * interval
 
 
 class Scheduler:

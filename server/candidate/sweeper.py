@@ -11,8 +11,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from protocol.attempt import Attempt, change_between, expire_due
-from protocol.audit import AuditEntry, AuditKind, expired as expiry_entry
+from protocol.attempt import Attempt, change_between
+from protocol.expiry import expire
 from protocol.ids import Millis, SessionId
 from server.cluster.bus import EventBus
 from server.errors import Conflict, ServerError
@@ -37,14 +37,6 @@ MARGIN_MS = 1000
 time whose write is still in flight on a connection is stored, not beaten by expiry."""
 
 
-def expiry_audit(attempt: Attempt, after: Attempt) -> list[AuditEntry]:
-    entries = [expiry_entry(a) for a in change_between(attempt, after).answers]
-    if attempt.in_progress and not after.in_progress:
-        at = after.completed_at or 0
-        entries.append(AuditEntry(at=at, actor="server", kind=AuditKind.COMPLETED))
-    return entries
-
-
 async def settle(
     storage: Storage,
     bus: EventBus,
@@ -61,19 +53,18 @@ async def settle(
     for _ in range(MAX_RACES):
         if current is None:
             return None
-        after, expired = expire_due(current, now)
-        if not expired:
+        expiry = expire(current, now)
+        if not expiry.answers:
             return current
-        change = change_between(current, after)
+        change = change_between(current, expiry.attempt)
         try:
-            audit = expiry_audit(current, after)
-            await storage.commit(change, fence=None, audit=audit, now=now)
+            await storage.commit(change, fence=None, audit=expiry.audit, now=now)
         except Conflict:
             current = await storage.load_attempt(current.session_id)
             continue
         await bus.publish(current.session_id, SWEEPER)
         await recorded(current.session_id, [a.question_index for a in change.answers])
-        return after
+        return expiry.attempt
     return current
 
 

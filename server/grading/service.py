@@ -25,16 +25,14 @@ from dataclasses import asdict
 from typing import Protocol
 
 from evaluators.errors import EvaluationError
-from evaluators.grade import Grader, QuestionResult, Recommendation, Summary
+from evaluators.grade import EvaluationStatus, Grader, QuestionResult, Summary
+from evaluators.summary import recommendation_for, totals
 from protocol.attempt import Status
 from protocol.ids import InterviewId, Millis, SessionId
 from server.batching import Batcher
 from server.cluster.bus import EventBus, InterviewEvent
 from server.errors import ServerError, Unavailable
 from server.storage.results import (
-    EVALUATED,
-    NEEDS_REVIEW,
-    PENDING,
     Graded,
     GradingJob,
     JobKey,
@@ -64,12 +62,6 @@ SEND_TIMEOUT_S = 10.0
 
 COMPUTED = "computed"
 COMPUTED_PROMPT = "thresholds-v1"
-THRESHOLDS = (
-    (85.0, Recommendation.STRONG_HIRE),
-    (70.0, Recommendation.HIRE),
-    (50.0, Recommendation.MAYBE),
-)
-"""Percentage from which each recommendation applies when code writes the summary."""
 
 
 class JobQueue(Protocol):
@@ -91,15 +83,12 @@ def reason_of(exc: BaseException) -> str:
 
 
 def computed_summary(results: Sequence[QuestionResult], reason: str) -> Summary:
-    """The summary code writes when the model cannot: totals and a threshold."""
-    total = sum(result.score for result in results)
-    maximum = sum(result.points for result in results)
-    percentage = round(100 * total / maximum, 2) if maximum else 0.0
-    recommendation = next(
-        (choice for floor, choice in THRESHOLDS if percentage >= floor),
-        Recommendation.NO_HIRE,
-    )
-    review = sum(result.status == NEEDS_REVIEW for result in results)
+    """The summary code writes when the model cannot: totals and a threshold
+    (``evaluators.summary``)."""
+    total, maximum, percentage = totals(results)
+    recommendation = recommendation_for(percentage)
+    needs_review = EvaluationStatus.NEEDS_REVIEW
+    review = sum(result.status is needs_review for result in results)
     expired = sum(result.time_expired for result in results)
     text = (
         f"Computed by the server, not written by a model ({reason}). "
@@ -264,10 +253,11 @@ class GradingService:
         match outcome:
             case Graded(grade) if stored:
                 details = {"score": grade.score, "max_score": grade.max_score}
-                await self._answer_event(job, EVALUATED, details)
+                await self._answer_event(job, EvaluationStatus.EVALUATED, details)
             case NeedsReview(reason) if stored:
                 logger.warning("grading %s/%d needs review: %s", *_job(job), reason)
-                await self._answer_event(job, NEEDS_REVIEW, {"reason": reason})
+                needs_review = EvaluationStatus.NEEDS_REVIEW
+                await self._answer_event(job, needs_review, {"reason": reason})
             case RetryLater(reason):
                 logger.info("grading %s/%d failed, will retry: %s", *_job(job), reason)
                 return False
@@ -304,9 +294,9 @@ class GradingService:
         return stored
 
     async def _answer_event(
-        self, job: GradingJob, status: str, details: Mapping[str, object]
+        self, job: GradingJob, status: EvaluationStatus, details: Mapping[str, object]
     ) -> None:
-        data = {"question_index": job.index, "status": status, **details}
+        data = {"question_index": job.index, "status": status.value, **details}
         await self.publish(job.interview_id, job.session_id, "answer_evaluated", data)
 
     async def _summarise_ready(self, session_ids: Sequence[SessionId]) -> None:
@@ -416,7 +406,8 @@ class GradingService:
 
 
 def _ready(job: SummaryJob) -> bool:
-    graded = all(result.status != PENDING for result in job.results)
+    pending = EvaluationStatus.PENDING
+    graded = all(result.status is not pending for result in job.results)
     return job.status == Status.COMPLETED and not job.has_summary and graded
 
 

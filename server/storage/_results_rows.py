@@ -13,13 +13,9 @@ from dataclasses import dataclass
 
 from databases.interfaces import Record
 
-from evaluators.grade import Grade, QuestionResult
+from evaluators.grade import EvaluationStatus, Grade, QuestionResult
 from protocol.definition import QuestionDef
 from protocol.ids import InterviewId, Millis, SessionId
-
-PENDING = "pending"
-EVALUATED = "evaluated"
-NEEDS_REVIEW = "needs_review"
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +28,7 @@ class GradingJob:
     question: QuestionDef
     answer: str
     time_expired: bool
-    status: str
+    status: EvaluationStatus
     attempts: int
 
 
@@ -117,7 +113,7 @@ class AnswerRecord:
     time_taken_ms: int
     time_expired: bool
     had_draft: bool
-    evaluation_status: str
+    evaluation_status: EvaluationStatus
     score: float | None
     model_score: float | None
     feedback: Mapping[str, object] | None
@@ -191,7 +187,7 @@ def answer_record(row: Record, question: QuestionDef) -> AnswerRecord:
         time_taken_ms=row["time_taken_ms"],
         time_expired=bool(row["time_expired"]),
         had_draft=bool(row["had_draft"]),
-        evaluation_status=row["evaluation_status"],
+        evaluation_status=EvaluationStatus(row["evaluation_status"]),
         score=effective_score(row),
         model_score=row["score"],
         feedback=None if feedback is None else json.loads(feedback),
@@ -222,6 +218,6 @@ def question_result(row: Record, question: QuestionDef) -> QuestionResult:
         difficulty=question.difficulty,
         points=question.points,
         score=effective_score(row) or 0.0,
-        status=row["evaluation_status"],
+        status=EvaluationStatus(row["evaluation_status"]),
         time_expired=bool(row["time_expired"]),
     )

@@ -17,9 +17,11 @@ from databases.core import Connection
 from databases.interfaces import Record
 from sqlalchemy.dialects.postgresql import ARRAY
 
+from evaluators.grade import EvaluationStatus
+from evaluators.summary import percentage
 from protocol.attempt import Status
 from protocol.ids import Millis, SessionId
-from server.storage._results_rows import PENDING, Totals
+from server.storage._results_rows import Totals
 from server.storage.tables import answers, audit_log, sessions
 
 UNGRADED = dict.fromkeys(
@@ -43,7 +45,8 @@ READY_TO_SUMMARISE = (
     sessions.c.status == Status.COMPLETED.value,
     sessions.c.summary.is_(None),
     ~sa.exists().where(
-        answers.c.session_id == sessions.c.id, answers.c.evaluation_status == PENDING
+        answers.c.session_id == sessions.c.id,
+        answers.c.evaluation_status == EvaluationStatus.PENDING.value,
     ),
 )
 
@@ -72,7 +75,7 @@ def due(
 
 def answer_due(now: Millis, stale_ms: int) -> sa.ColumnElement[bool]:
     return sa.and_(
-        answers.c.evaluation_status == PENDING,
+        answers.c.evaluation_status == EvaluationStatus.PENDING.value,
         due(answers.c.enqueued_at, answers.c.retry_at, now, stale_ms),
     )
 
@@ -124,13 +127,13 @@ async def write_totals(
     total_score = sa.func.coalesce(sa.func.sum(EFFECTIVE_SCORE), 0.0).label("total")
     query = sa.select(total_score).where(answers.c.session_id == session_id)
     total = float(await connection.fetch_val(query))
-    percentage = round(100 * total / maximum, 2) if maximum else 0.0
+    share = percentage(total, maximum)
     await connection.execute(
         sessions.update()
         .where(sessions.c.id == session_id)
-        .values(final_score=total, max_score=maximum, percentage=percentage)
+        .values(final_score=total, max_score=maximum, percentage=share)
     )
-    return Totals(total, maximum, percentage)
+    return Totals(total, maximum, share)
 
 
 async def insert_audit_line(
@@ -218,10 +221,10 @@ def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:
         .where(
             answers.c.session_id == grades.c.session_id,
             answers.c.question_index == grades.c.question_index,
-            answers.c.evaluation_status == PENDING,
+            answers.c.evaluation_status == EvaluationStatus.PENDING.value,
         )
         .values(
-            evaluation_status="evaluated",
+            evaluation_status=EvaluationStatus.EVALUATED.value,
             score=grades.c.score,
             feedback=grades.c.feedback,
             model=grades.c.model,

@@ -24,16 +24,13 @@ from typing import Any, assert_never
 
 import sqlalchemy as sa
 
-from evaluators.grade import Summary
-from protocol.attempt import Status
+from evaluators.grade import EvaluationStatus, Summary
+from protocol.attempt import REEVALUABLE, Status
 from protocol.audit import AuditKind
 from protocol.ids import InterviewId, Millis, SessionId
 from server.errors import NotFound
 from server.storage import _results_sql as sql
 from server.storage._results_rows import (
-    EVALUATED,
-    NEEDS_REVIEW,
-    PENDING,
     AnswerRecord,
     AuditLine,
     Graded,
@@ -55,9 +52,6 @@ from server.storage.records import InterviewRecord
 from server.storage.tables import answers, sessions
 
 __all__ = [
-    "EVALUATED",
-    "NEEDS_REVIEW",
-    "PENDING",
     "REEVALUATED",
     "SCORE_OVERRIDDEN",
     "AnswerRecord",
@@ -78,6 +72,7 @@ __all__ = [
 
 SCORE_OVERRIDDEN = AuditKind.SCORE_OVERRIDDEN
 REEVALUATED = AuditKind.REEVALUATED
+PENDING = EvaluationStatus.PENDING.value
 # The audit kinds written here.
 
 
@@ -431,7 +426,7 @@ class ResultsStore:
         Overrides are kept (a person's decision). Whether it applied: only a
         ``completed`` or ``evaluated`` attempt can be re-evaluated.
         """
-        finished = (Status.COMPLETED.value, Status.EVALUATED.value)
+        finished = [status.value for status in REEVALUABLE]
         async with self.database.transaction() as connection:
             applied = await connection.fetch_one(
                 sessions.update()
@@ -487,7 +482,7 @@ def _outcome_statement(
     match outcome:
         case Graded(grade):
             values: dict[str, object] = {
-                "evaluation_status": EVALUATED,
+                "evaluation_status": EvaluationStatus.EVALUATED.value,
                 "score": grade.score,
                 "feedback": sql.json_text(dict(grade.feedback)),
                 "model": grade.model,
@@ -504,7 +499,7 @@ def _outcome_statement(
             }
         case NeedsReview(reason):
             values = {
-                "evaluation_status": NEEDS_REVIEW,
+                "evaluation_status": EvaluationStatus.NEEDS_REVIEW.value,
                 "review_reason": reason,
                 "evaluated_at": now,
             }

@@ -18,6 +18,7 @@ from databases.core import Connection
 from databases.interfaces import Record
 from sqlalchemy.dialects import postgresql, sqlite as sqlite_dialect
 
+from evaluators.grade import EvaluationStatus
 from protocol.attempt import Answer, Attempt, Draft, QuestionView, Status
 from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import InterviewDefinition
@@ -29,7 +30,7 @@ AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 IN_PROGRESS = sa.text("status = 'in_progress'")
 COMPLETED = sa.text("status = 'completed'")
-PENDING = sa.text("evaluation_status = 'pending'")
+PENDING = sa.text(f"evaluation_status = '{EvaluationStatus.PENDING.value}'")
 
 metadata = sa.MetaData()
 
@@ -140,7 +141,10 @@ answers = sa.Table(
     sa.Column("time_expired", sa.Boolean, nullable=False),
     sa.Column("had_draft", sa.Boolean, nullable=False),
     sa.Column(
-        "evaluation_status", sa.String(20), nullable=False, server_default="pending"
+        "evaluation_status",
+        sa.String(20),
+        nullable=False,
+        server_default=EvaluationStatus.PENDING.value,
     ),
     sa.Column("score", sa.Float, nullable=True),
     sa.Column("feedback", sa.Text, nullable=True),
@@ -264,7 +268,7 @@ def answer_rows(
             "time_taken_ms": answer.time_taken_ms,
             "time_expired": answer.time_expired,
             "had_draft": answer.had_draft,
-            "evaluation_status": "pending",
+            "evaluation_status": EvaluationStatus.PENDING.value,
             # The write claims the answer's grading job: the shell sends it next
             # (server.grading.service), so no second transaction is needed to claim
             # it. As of the commit: an expired answer's submission time may be long

@@ -32,7 +32,7 @@ from evaluators import (
     UnparsableOutput,
     build_grader,
 )
-from evaluators.grade import Grader, QuestionResult, Recommendation
+from evaluators.grade import EvaluationStatus, Grader, QuestionResult, Recommendation
 from evaluators.prompts import SHORT_ANSWER_VERSION
 from tests.unit.evaluators._fakes import (
     FakeRunner,
@@ -41,6 +41,8 @@ from tests.unit.evaluators._fakes import (
     short_answer,
     short_judgement,
 )
+
+EVALUATED = EvaluationStatus.EVALUATED
 
 pytestmark = pytest.mark.integration
 
@@ -198,9 +200,7 @@ async def test_code_and_summary_go_through_the_same_path(setup: Setup) -> None:
     grade = await grader.grade(code(points=20), "def add(a, b): return a + b")
     summary = await grader.summarise(
         title="Backend",
-        results=[
-            QuestionResult(0, "code", "hard", 20, grade.score, "evaluated", False)
-        ],
+        results=[QuestionResult(0, "code", "hard", 20, grade.score, EVALUATED, False)],
     )
 
     assert grade.score == pytest.approx(10 + 7)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evaluators import GraderConfig, LitellmCompleter, build_grader
-from evaluators.grade import QuestionResult
+from evaluators.grade import EvaluationStatus, QuestionResult
 from evaluators.grader import TaskGrader
 from tests.unit.evaluators._fakes import (
     FakeCompleter,
@@ -21,6 +21,8 @@ MODELS = GraderConfig(
     model_summary="openai/summary",
 )
 
+EVALUATED = EvaluationStatus.EVALUATED
+
 
 async def test_each_task_asks_its_own_model() -> None:
     completer = FakeCompleter(
@@ -33,7 +35,7 @@ async def test_each_task_asks_its_own_model() -> None:
     await grader.grade(short_answer(), "atomicity")
     await grader.grade(code(), "def add(a, b): return a + b")
     await grader.summarise(
-        title="t", results=[QuestionResult(0, "mcq", "easy", 1, 1, "evaluated", False)]
+        title="t", results=[QuestionResult(0, "mcq", "easy", 1, 1, EVALUATED, False)]
     )
 
     models = [request.model for request in completer.requests]

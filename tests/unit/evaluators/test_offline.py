@@ -5,16 +5,19 @@ from __future__ import annotations
 import pytest
 
 from evaluators import GraderConfig, build_grader
-from evaluators.grade import QuestionResult, Recommendation
+from evaluators.grade import EvaluationStatus, QuestionResult, Recommendation
 from evaluators.offline import (
     MODEL,
     NOTICE,
     grade_code_offline,
     grade_short_answer_offline,
-    recommendation_for,
     summarise_offline,
 )
+from evaluators.summary import recommendation_for
 from tests.unit.evaluators._fakes import FakeCompleter, FakeRunner, code, short_answer
+
+EVALUATED = EvaluationStatus.EVALUATED
+NEEDS_REVIEW = EvaluationStatus.NEEDS_REVIEW
 
 
 def test_short_answers_are_graded_by_keyword_coverage() -> None:
@@ -93,8 +96,8 @@ def test_recommendations_follow_the_thresholds(
 
 def test_the_offline_summary_says_where_it_came_from() -> None:
     results = [
-        QuestionResult(0, "mcq", "easy", 5, 5, "evaluated", False),
-        QuestionResult(1, "code", "hard", 15, 0, "needs_review", True),
+        QuestionResult(0, "mcq", "easy", 5, 5, EVALUATED, False),
+        QuestionResult(1, "code", "hard", 15, 0, NEEDS_REVIEW, True),
     ]
 
     summary = summarise_offline(title="Backend", results=results)

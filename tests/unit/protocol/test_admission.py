@@ -1,6 +1,6 @@
 """Who may start or restart an attempt, and which refusal wins.
 
-Tests protocol/admission.py.
+Tests protocol/admission.py: the refusal rules, then admission from the facts.
 """
 
 from __future__ import annotations
@@ -12,10 +12,14 @@ from protocol.admission import (
     IN_PROGRESS,
     NO_ACTIVE,
     NOT_FOUND,
+    Refusal,
+    admit_restart,
+    admit_start,
     decide_restart,
     decide_start,
 )
-from protocol.attempt import Attempt, QuestionView, abandon, begin, expire_due
+from protocol.attempt import Attempt, QuestionView, Status, abandon, begin, expire_due
+from protocol.definition import InterviewDefinition, parse_definition
 from protocol.errors import ErrorCode
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 
@@ -142,3 +146,141 @@ def test_refusal_messages_say_what_to_do() -> None:
     assert all(
         refusal.message for refusal in (NOT_FOUND, IN_PROGRESS, EXHAUSTED, NO_ACTIVE)
     )
+
+
+# -- admit: the facts in, the new attempt or the refusal out ---------------------------
+
+
+def definition(max_attempts: int = 2) -> InterviewDefinition:
+    return parse_definition(
+        {
+            "title": "Backend interview",
+            "settings": {"max_attempts": max_attempts, "grace_s": 3},
+            "questions": [
+                {
+                    "type": "short_answer",
+                    "text": "Why?",
+                    "points": 5,
+                    "time_limit_s": 30,
+                },
+                {
+                    "type": "short_answer",
+                    "text": "How?",
+                    "points": 5,
+                    "time_limit_s": 45,
+                },
+            ],
+        }
+    )
+
+
+def admit(
+    *,
+    found: bool = True,
+    invited: bool = True,
+    active: Attempt | None = None,
+    used: int = 0,
+    max_attempts: int = 2,
+) -> Attempt | Refusal:
+    return admit_start(
+        interview_id=InterviewId("i-9"),
+        definition=definition(max_attempts) if found else None,
+        candidate_id=UserId("c-9"),
+        invited=invited,
+        active=active,
+        used=used,
+        session_id=SessionId("s-new"),
+        now=T0 + 5,
+    )
+
+
+def test_an_admitted_start_begins_the_next_attempt_of_the_interview() -> None:
+    attempt = admit(used=1)
+
+    assert isinstance(attempt, Attempt)
+    assert attempt.session_id == "s-new"
+    assert attempt.interview_id == "i-9"
+    assert attempt.candidate_id == "c-9"
+    assert attempt.title == "Backend interview"
+    assert attempt.number == 2
+    assert attempt.questions == definition().question_views()
+    assert attempt.grace_ms == 3_000
+    assert attempt.started_at == attempt.question_started_at == T0 + 5
+    assert attempt.status is Status.IN_PROGRESS
+
+
+def test_a_start_of_an_interview_that_does_not_exist_gets_not_found() -> None:
+    assert admit(found=False) == NOT_FOUND
+    assert admit(found=False, invited=False) == NOT_FOUND
+
+
+def test_a_start_without_an_invitation_gets_not_found() -> None:
+    assert admit(invited=False) == NOT_FOUND
+
+
+def test_a_start_refusals_follow_decide_start() -> None:
+    assert admit(active=started()) == IN_PROGRESS
+    assert admit(used=2, max_attempts=2) == EXHAUSTED
+
+
+def test_the_default_of_one_attempt_allows_a_single_start() -> None:
+    question = {"type": "short_answer", "text": "q", "points": 1, "time_limit_s": 9}
+    one = parse_definition({"title": "t", "questions": [question]})
+
+    def start(used: int) -> Attempt | Refusal:
+        return admit_start(
+            interview_id=InterviewId("i-1"),
+            definition=one,
+            candidate_id=UserId("c-1"),
+            invited=True,
+            active=None,
+            used=used,
+            session_id=SessionId("s-1"),
+            now=T0,
+        )
+
+    assert isinstance(start(0), Attempt)
+    assert start(1) == EXHAUSTED
+
+
+def readmit(
+    active: Attempt | None, *, found: bool = True, used: int = 1
+) -> Attempt | Refusal:
+    return admit_restart(
+        active=active,
+        definition=definition(2) if found else None,
+        used=used,
+        session_id=SessionId("s-next"),
+        now=T0 + 9,
+    )
+
+
+def test_an_admitted_restart_begins_the_next_attempt_with_what_was_shown() -> None:
+    active = started()
+
+    attempt = readmit(active, used=1)
+
+    assert isinstance(attempt, Attempt)
+    assert attempt.session_id == "s-next"
+    assert attempt.number == 2
+    assert (attempt.interview_id, attempt.candidate_id, attempt.title) == (
+        active.interview_id,
+        active.candidate_id,
+        active.title,
+    )
+    assert attempt.questions == active.questions
+    assert attempt.grace_ms == active.grace_ms
+    assert attempt.started_at == T0 + 9
+
+
+def test_a_restart_without_an_attempt_in_progress_gets_no_active_session() -> None:
+    assert readmit(None, found=False, used=0) == NO_ACTIVE
+    assert readmit(completed()) == NO_ACTIVE
+
+
+def test_a_restart_whose_interview_is_gone_has_no_attempt_left() -> None:
+    assert readmit(started(), found=False) == EXHAUSTED
+
+
+def test_a_restart_with_every_attempt_used_gets_attempts_exhausted() -> None:
+    assert readmit(started(), used=2) == EXHAUSTED

@@ -6,7 +6,10 @@ import dataclasses
 
 import pytest
 
+from protocol import attempt as attempt_module
 from protocol.attempt import (
+    REEVALUABLE,
+    TRANSITIONS,
     Answer,
     Attempt,
     Draft,
@@ -477,3 +480,39 @@ def test_answer_for_finds_the_recorded_answer_or_none() -> None:
     assert recorded is not None
     assert recorded.text == "first"
     assert attempt.answer_for(1) is None
+
+
+# -- status transitions --------------------------------------------------------------
+
+
+def documented_transitions() -> set[tuple[str, str]]:
+    """The ``a -> b`` lines of protocol/attempt.py's docstring."""
+    lines = (attempt_module.__doc__ or "").splitlines()
+    arrows = [line.split() for line in lines if " -> " in line]
+    return {(words[0], words[2]) for words in arrows}
+
+
+def test_the_transitions_table_is_the_documented_one() -> None:
+    table = {
+        (before.value, after.value)
+        for before, targets in TRANSITIONS.items()
+        for after in targets
+    }
+
+    assert table == documented_transitions()
+    assert ("evaluated", "completed") in table  # re-evaluation
+    assert set(TRANSITIONS) == set(Status)
+
+
+def test_only_finished_attempts_can_be_reevaluated_and_they_become_completed() -> None:
+    assert REEVALUABLE == {Status.COMPLETED, Status.EVALUATED}
+    assert Status.COMPLETED in TRANSITIONS[Status.EVALUATED]
+    assert not TRANSITIONS[Status.ABANDONED]
+
+
+def test_abandon_and_completion_are_transitions_of_an_attempt_in_progress() -> None:
+    attempt = started(60)
+    finished = expire_due(attempt, T0 + 10**6)[0]
+
+    assert abandon(attempt).status in TRANSITIONS[attempt.status]
+    assert finished.status in TRANSITIONS[attempt.status]

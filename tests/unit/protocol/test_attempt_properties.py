@@ -17,6 +17,7 @@ from typing import Literal
 from hypothesis import given, settings, strategies as st
 
 from protocol.attempt import (
+    TRANSITIONS,
     Answer,
     Attempt,
     Change,
@@ -344,3 +345,16 @@ def test_a_crash_and_reload_leaves_the_same_state_as_no_crash(
     assert with_crashes.trace == without.trace
     assert with_crashes.attempt == without.attempt
     assert with_crashes.database.answers == without.database.answers
+
+
+@PROPERTIES
+@given(interviews, schedules)
+def test_the_status_only_ever_makes_documented_transitions(
+    interview: Interview, schedule: list[Event]
+) -> None:
+    run = play(interview, schedule, crashes=False)
+
+    statuses = [initial(interview).status, *(a.status for a in run.trace)]
+    statuses.append(run.attempt.status)
+    for before, after in zip(statuses, statuses[1:], strict=False):
+        assert before == after or after in TRANSITIONS[before]

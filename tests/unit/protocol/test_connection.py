@@ -32,6 +32,7 @@ from protocol.connection import (
     CandidateProtocol,
     Commit,
     Effect,
+    LoadActiveAttempt,
     Phase,
     RecordAudit,
     RestartAttempt,
@@ -127,6 +128,11 @@ class FakeShell:
         self.protocol.expire(now)
         self.settle(now)
 
+    def wake(self, now: Millis) -> None:
+        """The timer fired at ``now``."""
+        self.protocol.receive_timer(now)
+        self.settle(now)
+
     def supersede(self, now: Millis) -> None:
         self.protocol.supersede()
         self.settle(now)
@@ -174,7 +180,10 @@ class FakeShell:
                 if user is None:
                     protocol.receive_unauthenticated("the token is not valid")
                 else:
-                    protocol.receive_authenticated(user, self.active(), now)
+                    protocol.receive_authenticated(user)
+            case LoadActiveAttempt(candidate_id):
+                assert candidate_id == protocol.actor.removeprefix("candidate:")
+                protocol.receive_active(self.active(), now)
             case StartAttempt() | AttachAttempt() | RestartAttempt() if self.refusal:
                 protocol.receive_refused(*self.refusal)
             case StartAttempt():
@@ -328,7 +337,49 @@ def test_auth_asks_the_shell_to_verify_the_token() -> None:
 
     shell.send({"type": "auth", "token": "candidate-token"}, T0)
 
-    assert shell.take_effects() == [VerifyToken("candidate-token")]
+    assert shell.take_effects() == [
+        VerifyToken("candidate-token"),
+        LoadActiveAttempt(CANDIDATE.id),
+    ]
+
+
+def test_hello_waits_for_the_candidates_attempt_in_progress() -> None:
+    protocol = CandidateProtocol(now=T0)
+    protocol.receive_text('{"type":"auth","token":"candidate-token"}', T0)
+    protocol.effects()
+
+    protocol.receive_authenticated(CANDIDATE)
+
+    assert protocol.messages_to_send() == []
+    assert protocol.phase is Phase.AUTHENTICATING
+    protocol.receive_active(None, T0 + 1)
+    [hello] = protocol.messages_to_send()
+    assert json.loads(hello)["type"] == "hello"
+    assert protocol.phase.value == "ready"
+
+
+def test_reporting_authentication_or_the_attempt_out_of_turn_is_an_invalid_state() -> (
+    None
+):
+    shell = authenticated()
+
+    with pytest.raises(InvalidState):
+        shell.protocol.receive_authenticated(CANDIDATE)
+    with pytest.raises(InvalidState):
+        shell.protocol.receive_active(None, T0)
+    with pytest.raises(InvalidState):
+        connect().protocol.receive_active(None, T0)  # before the token was checked
+
+
+def test_authentication_reported_after_close_changes_nothing() -> None:
+    shell = connect()
+    shell.protocol.receive_shutdown()
+
+    shell.protocol.receive_authenticated(CANDIDATE)
+    shell.protocol.receive_active(None, T0)
+
+    assert shell.protocol.effects() == []
+    assert shell.protocol.messages_to_send() == []
 
 
 def test_a_bad_token_gets_unauthenticated_then_close_4401() -> None:
@@ -387,6 +438,8 @@ def test_a_valid_token_with_another_role_closes_4403_without_hello() -> None:
     assert_sent(shell, [])
     assert shell.close_code == 4403
     assert shell.protocol.user is None
+    # only candidates have attempts: nothing is looked up for anyone else
+    assert not any(isinstance(e, LoadActiveAttempt) for e in shell.take_effects())
 
 
 def test_hello_reports_protocol_user_server_time_and_tick_interval() -> None:
@@ -1448,8 +1501,9 @@ def test_superseded_then_close_4409_and_later_frames_change_nothing() -> None:
     assert_sent(shell, [])
     assert shell.take_effects() == []
     assert shell.close_code == 4409
-    assert shell.protocol.tick(T0 + 4) is None
-    assert shell.protocol.next_wakeup() is None
+    shell.wake(T0 + 4)
+    assert_sent(shell, [])
+    assert shell.protocol.next_wakeup(T0 + 4) is None
     assert shell.stored is not None and shell.stored.answers == ()
 
 
@@ -1529,23 +1583,28 @@ def test_a_signal_while_attached_is_audited_and_not_answered() -> None:
     )
 
 
-def test_tick_is_the_exact_tick_frame_when_attached() -> None:
+def ticks(shell: FakeShell, now: Millis) -> list[str]:
+    """What the timer firing at ``now`` queues (without the fake shell's parsing)."""
+    shell.protocol.receive_timer(now)
+    return shell.protocol.messages_to_send()
+
+
+def test_the_timer_queues_the_exact_tick_frame_when_attached() -> None:
     shell = attached()
 
-    text = shell.protocol.tick(T0 + 1_000)
-
-    assert text == (
+    assert ticks(shell, T0 + 1_000) == [
         '{"type":"tick","question_index":0,"deadline":1700000060000,'
         '"remaining_ms":59000,"server_time":1700000001000}'
-    )
+    ]
+    assert shell.protocol.effects() == []
 
 
-def test_tick_never_reports_negative_remaining_time() -> None:
+def test_a_tick_never_reports_negative_remaining_time() -> None:
     shell = attached()
 
-    text = shell.protocol.tick(T0 + LIMIT_MS + 1_500)
+    [text] = ticks(shell, T0 + LIMIT_MS + 1_500)  # in the grace period
 
-    assert text is not None and json.loads(text)["remaining_ms"] == 0
+    assert json.loads(text)["remaining_ms"] == 0
 
 
 def test_there_is_no_tick_while_an_answer_is_being_stored() -> None:
@@ -1553,31 +1612,78 @@ def test_there_is_no_tick_while_an_answer_is_being_stored() -> None:
     shell.protocol.receive_text(json.dumps(answer(0, "b")), T0 + 1_000)
     assert shell.protocol.busy
 
-    assert shell.protocol.tick(T0 + 1_500) is None
+    assert ticks(shell, T0 + 1_500) == []
     shell.protocol.receive_persisted(T0 + 1_000)
-    text = shell.protocol.tick(T0 + 2_000)
-    assert text is not None and json.loads(text)["question_index"] == 1
+    shell.protocol.messages_to_send()
+    [text] = ticks(shell, T0 + 2_000)
+    assert json.loads(text)["question_index"] == 1
 
 
 def test_there_is_no_tick_before_attaching() -> None:
-    assert connect().protocol.tick(T0) is None
-    assert authenticated().protocol.tick(T0) is None
+    assert ticks(connect(), T0) == []
+    assert ticks(authenticated(), T0) == []
 
 
-def test_the_next_wakeup_is_one_ms_after_the_question_closes() -> None:
+def test_the_timer_after_the_question_closed_expires_it_instead_of_ticking() -> None:
+    shell = attached()
+    assert not shell.protocol.expiry_due(T0 + CLOSES)
+    assert shell.protocol.expiry_due(T0 + CLOSES + 1)
+
+    shell.wake(T0 + CLOSES + 1)
+
+    assert_sent(
+        shell,
+        [
+            {"type": "time_expired", "question_index": 0},
+            {"type": "state", "question_index": 1},
+        ],
+    )
+    assert len(commits(shell.take_effects())) == 1
+    assert not shell.protocol.expiry_due(T0 + CLOSES + 1)
+
+
+def test_no_expiry_is_due_unless_attached_to_an_attempt_in_progress() -> None:
+    assert not authenticated().protocol.expiry_due(T0 + 10 * CLOSES)
+    shell = attached(stored=started(1))
+    shell.send(answer(0, "done"), T0 + 1)
+    assert not shell.protocol.expiry_due(T0 + 10 * CLOSES)
+
+
+def test_the_next_wakeup_is_the_next_tick_aligned_to_the_deadline() -> None:
+    shell = attached()  # deadline T0 + 60 s, ticks every second
+
+    assert shell.protocol.next_wakeup(T0) == T0 + 1_000
+    assert shell.protocol.next_wakeup(T0 + 1_000) == T0 + 2_000
+    assert shell.protocol.next_wakeup(T0 + 1_250) == T0 + 2_000
+    shell.send(answer(0, "a"), T0 + 5_250)  # the next deadline is T0 + 65.25 s
+    assert shell.protocol.next_wakeup(T0 + 5_250) == T0 + 6_250
+
+
+def test_ticks_follow_the_tick_interval_of_the_connection() -> None:
+    shell = attached(tick_interval_ms=250)
+
+    assert shell.protocol.next_wakeup(T0 + 10) == T0 + 250
+
+
+def test_the_next_wakeup_is_one_ms_after_the_question_closes_once_ticks_pass_it() -> (
+    None
+):
     shell = attached()
 
-    assert shell.protocol.next_wakeup() == T0 + CLOSES + 1
+    # past the deadline ticks go on through the grace, then the expiry comes first
+    assert shell.protocol.next_wakeup(T0 + LIMIT_MS + 1_000) == T0 + CLOSES
+    assert shell.protocol.next_wakeup(T0 + CLOSES) == T0 + CLOSES + 1
     shell.send(answer(0, "a"), T0 + 5_000)
-    assert shell.protocol.next_wakeup() == T0 + 5_000 + CLOSES + 1
+    assert shell.protocol.next_wakeup(T0 + 5_000 + CLOSES) == (T0 + 5_000 + CLOSES + 1)
 
 
 def test_there_is_no_wakeup_before_attaching_or_after_completion() -> None:
-    assert authenticated().protocol.next_wakeup() is None
+    assert connect().protocol.next_wakeup(T0) is None
+    assert authenticated().protocol.next_wakeup(T0) is None
     shell = attached(stored=started(1))
     shell.send(answer(0, "done"), T0 + 1)
     assert shell.close_code == 1000
-    assert shell.protocol.next_wakeup() is None
+    assert shell.protocol.next_wakeup(T0 + 1) is None
 
 
 # -- robustness ------------------------------------------------------------------------

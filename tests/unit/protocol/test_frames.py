@@ -251,6 +251,48 @@ def test_tick_equals_the_serialized_tick_model(offset: int) -> None:
     assert json.loads(text)["remaining_ms"] >= 0
 
 
+# -- next_tick: when ticks fall due ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        (0, 1_000),  # the first whole interval before the deadline
+        (999, 1_000),
+        (1_000, 2_000),  # strictly after now
+        (9_999, 10_000),  # the deadline itself
+        (10_000, 11_000),  # at the deadline: one interval after it
+        (10_001, 11_000),
+        (12_500, 13_000),
+    ],
+)
+def test_ticks_lie_a_whole_number_of_intervals_from_the_deadline(
+    now: Millis, expected: Millis
+) -> None:
+    assert frames.next_tick(10_000, now, 1_000) == expected
+
+
+def test_ticks_align_to_a_deadline_that_is_not_a_multiple_of_the_interval() -> None:
+    assert frames.next_tick(10_250, 0, 1_000) == 250
+    assert frames.next_tick(10_250, 250, 1_000) == 1_250
+
+
+@given(
+    deadline=st.integers(0, 10**13),
+    offset=st.integers(-(10**7), 10**7),
+    interval=st.integers(1, 10_000),
+)
+def test_the_next_tick_is_the_first_aligned_time_after_now(
+    deadline: Millis, offset: int, interval: Millis
+) -> None:
+    now = deadline + offset
+
+    tick = frames.next_tick(deadline, now, interval)
+
+    assert now < tick <= now + interval
+    assert (tick - deadline) % interval == 0
+
+
 # -- time_expired, completed -----------------------------------------------------------
 
 

@@ -13,8 +13,11 @@ from protocol.messages import (
     AnswerAck,
     Auth,
     ClientFrame,
+    Completed,
+    DraftAck,
     Error,
     Ping,
+    Pong,
     QuestionOut,
     Restart,
     Resume,
@@ -22,8 +25,11 @@ from protocol.messages import (
     Signal,
     Start,
     SubmitAnswer,
+    Superseded,
     Tick,
+    TimeExpired,
     frame_schemas,
+    is_tick,
     parse_client_message,
     serialize,
     tick_text,
@@ -254,6 +260,32 @@ def test_tick_text_is_byte_for_byte_the_serialized_tick(
         "remaining_ms": remaining_ms,
         "server_time": server_time,
     }
+
+
+def test_a_tick_is_recognised_by_its_text_whoever_built_it() -> None:
+    assert is_tick(tick_text(0, 10, 5, 5))
+    assert is_tick(
+        serialize(Tick(question_index=1, deadline=2, remaining_ms=0, server_time=3))
+    )
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        Pong(client_time=1, server_time=2),
+        Superseded(),
+        Error(code=ErrorCode.TOO_LATE, message="tick"),
+        TimeExpired(question_index=0, had_draft=False),
+        Completed(session_id="tick", message="tick"),
+        DraftAck(question_index=0, saved_at=1),
+        AnswerAck(ref="tick", question_index=0, status="accepted", time_taken_ms=1),
+    ],
+    ids=lambda frame: frame.type,
+)
+def test_no_other_server_frame_is_taken_for_a_tick(
+    frame: Pong | Superseded | Error | TimeExpired | Completed | DraftAck | AnswerAck,
+) -> None:
+    assert not is_tick(serialize(frame))
 
 
 def test_an_error_without_ref_omits_it() -> None:

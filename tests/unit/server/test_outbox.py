@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
+from protocol.messages import tick_text
 from server.candidate.outbox import Outbox
 
 TIMEOUT_S = 1.0 * float(os.environ.get("TEST_TIME_FACTOR", "1"))
@@ -107,3 +108,15 @@ async def test_get_waits_again_after_the_queue_is_drained() -> None:
     outbox.put_tick("tick")
 
     assert await asyncio.wait_for(getter, TIMEOUT_S) == "tick"
+
+
+async def test_a_tick_frame_put_like_any_other_frame_is_merged() -> None:
+    outbox = Outbox(limit=10)
+    first = tick_text(0, 60_000, 59_000, 1_000)
+    newest = tick_text(0, 60_000, 58_000, 2_000)
+
+    outbox.put(first)
+    outbox.put("state")
+    outbox.put(newest)
+
+    assert await drain(outbox) == ["state", newest]

@@ -1,8 +1,9 @@
-"""The shared tick and expiry timer (server/scheduler.py).
+"""The shared tick and expiry timer (server/candidate/scheduler.py).
 
-``next_tick`` is pure. The :class:`Scheduler` runs on the real loop with a fake wall
-clock that the test moves by hand; every due time is a few milliseconds ahead, and
-the tests wait on events, never on sleeps.
+The :class:`Scheduler` runs on the real loop with a fake wall clock that the test
+moves by hand; every due time is a few milliseconds ahead, and the tests wait on
+events, never on sleeps. (When ticks fall due is the protocol's rule:
+``protocol.frames.next_tick``, tested in tests/unit/protocol/test_frames.py.)
 """
 
 from __future__ import annotations
@@ -13,55 +14,13 @@ import os
 from collections.abc import Callable
 
 import pytest
-from hypothesis import given, strategies as st
 
+from protocol.frames import next_tick
 from protocol.ids import Millis
-from server.candidate.scheduler import Scheduler, next_tick
+from server.candidate.scheduler import Scheduler
 
 TIMEOUT_S = 1.0 * float(os.environ.get("TEST_TIME_FACTOR", "1"))
 T0: Millis = 1_700_000_000_000
-
-
-# -- next_tick -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("now", "expected"),
-    [
-        (0, 1_000),  # the first whole interval before the deadline
-        (999, 1_000),
-        (1_000, 2_000),  # strictly after now
-        (9_999, 10_000),  # the deadline itself
-        (10_000, 11_000),  # at the deadline: one interval after it
-        (10_001, 11_000),
-        (12_500, 13_000),
-    ],
-)
-def test_ticks_lie_a_whole_number_of_intervals_from_the_deadline(
-    now: Millis, expected: Millis
-) -> None:
-    assert next_tick(10_000, now, 1_000) == expected
-
-
-def test_ticks_align_to_a_deadline_that_is_not_a_multiple_of_the_interval() -> None:
-    assert next_tick(10_250, 0, 1_000) == 250
-    assert next_tick(10_250, 250, 1_000) == 1_250
-
-
-@given(
-    deadline=st.integers(0, 10**13),
-    offset=st.integers(-(10**7), 10**7),
-    interval=st.integers(1, 10_000),
-)
-def test_the_next_tick_is_the_first_aligned_time_after_now(
-    deadline: Millis, offset: int, interval: Millis
-) -> None:
-    now = deadline + offset
-
-    tick = next_tick(deadline, now, interval)
-
-    assert now < tick <= now + interval
-    assert (tick - deadline) % interval == 0
 
 
 # -- the scheduler ---------------------------------------------------------------------
