@@ -10,20 +10,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
+from starlette.datastructures import Secret
 
 from protocol.definition import DefinitionError, InterviewDefinition, parse_definition
 from protocol.ids import InterviewId, UserId
 from server import _gc
-from server.auth import Role, issue_token
+from server.auth import Role, issue_token, kept_secret
 from server.settings import Settings, SettingsError
 from server.storage.attempts import DatabaseStorage, Invitee, StorageError, migrate
 
@@ -62,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args, settings)
+    except SettingsError as exc:
+        print(f"interview-server: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except InputError as exc:
         print(f"interview-server: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -76,6 +83,35 @@ def _warn_if_dev_secret(settings: Settings) -> None:
             "JWT_SECRET is not set: using the built-in development secret, with which "
             "anyone can sign tokens; set JWT_SECRET (32+ bytes) outside development"
         )
+
+
+def _local_secret(settings: Settings, *, create: bool) -> Settings:
+    """Without JWT_SECRET on SQLite: the random secret kept beside the database.
+
+    ``demo`` creates it (``create``); ``serve`` and ``token`` use it once it exists,
+    so that the tokens of each agree. Anything else keeps ``settings`` as they are.
+    """
+    if not settings.uses_dev_secret or settings.is_postgres:
+        return settings
+    path = kept_secret_path(settings.database_url)
+    if path is None:  # an in-memory database lives for one run: so does its secret
+        secret = secrets.token_urlsafe(32) if create else None
+    else:
+        try:
+            secret = kept_secret(path, create=create)
+        except OSError as exc:
+            raise InputError(f"cannot keep the JWT secret in {path}: {exc}") from exc
+    if secret is None:
+        return settings
+    return dataclasses.replace(settings, jwt_secret=Secret(secret))
+
+
+def kept_secret_path(database_url: str) -> Path | None:
+    """Where the secret of a SQLite file database is kept: beside it, mode 0600."""
+    database = urlsplit(database_url).path[1:]
+    if database in ("", ":memory:"):
+        return None
+    return Path(database + ".jwt-secret")
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -164,6 +200,8 @@ def _invitee(value: str) -> Invitee:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.check_host(args.host)
+    settings = _local_secret(settings, create=False)
     return _run_server(settings, host=args.host, port=args.port)
 
 
@@ -198,17 +236,17 @@ def _run_migrations(settings: Settings) -> None:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _local_secret(settings, create=False)
     _warn_if_dev_secret(settings)
-    try:
-        token = issue_token(
-            str(settings.jwt_secret),
-            sub=args.sub,
-            role=args.role,
-            name=args.name,
-            org=args.org,
-            ttl_s=args.ttl,
-            now_s=time.time(),
+    if settings.jwt_max_ttl_s is not None and args.ttl > settings.jwt_max_ttl_s:
+        raise InputError(
+            f"--ttl {args.ttl} is longer than JWT_MAX_TTL_S ({settings.jwt_max_ttl_s})"
         )
+    try:
+        token = _issue(
+            settings, sub=args.sub, role=args.role, name=args.name, org=args.org,
+            ttl_s=args.ttl,
+        )  # fmt: skip
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     print(token)
@@ -255,7 +293,25 @@ def load_definition(path: Path) -> InterviewDefinition:
         ) from exc
 
 
+def _issue(
+    settings: Settings, *, sub: str, role: str, name: str, org: str | None, ttl_s: int
+) -> str:
+    """A token this deployment accepts: its secret, audience and issuer."""
+    return issue_token(
+        str(settings.jwt_secret),
+        sub=sub,
+        role=role,
+        name=name,
+        org=org,
+        ttl_s=ttl_s,
+        now_s=time.time(),
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _local_secret(settings, create=True)
     definition = load_definition(DEMO_FILE).with_default_grace(
         settings.default_grace_ms
     )
@@ -298,24 +354,19 @@ async def _prepare_demo(
 def _demo_banner(
     settings: Settings, title: str, interview_id: InterviewId, *, host: str, port: int
 ) -> str:
-    secret = str(settings.jwt_secret)
-    candidate = issue_token(
-        secret,
-        sub=DEMO_CANDIDATE[0],
-        role=Role.CANDIDATE,
-        name=DEMO_CANDIDATE[1],
-        ttl_s=DEMO_TOKEN_TTL_S,
-        now_s=time.time(),
+    ttl_s = min(DEMO_TOKEN_TTL_S, settings.jwt_max_ttl_s or DEMO_TOKEN_TTL_S)
+    (candidate_id, candidate_name), (recruiter_id, recruiter_name) = (
+        DEMO_CANDIDATE,
+        DEMO_RECRUITER,
     )
-    recruiter = issue_token(
-        secret,
-        sub=DEMO_RECRUITER[0],
-        role=Role.RECRUITER,
-        name=DEMO_RECRUITER[1],
-        org=DEMO_ORG,
-        ttl_s=DEMO_TOKEN_TTL_S,
-        now_s=time.time(),
-    )
+    candidate = _issue(
+        settings, sub=candidate_id, role=Role.CANDIDATE, name=candidate_name,
+        org=None, ttl_s=ttl_s,
+    )  # fmt: skip
+    recruiter = _issue(
+        settings, sub=recruiter_id, role=Role.RECRUITER, name=recruiter_name,
+        org=DEMO_ORG, ttl_s=ttl_s,
+    )  # fmt: skip
     http_url = settings.public_url or f"http://{_display_host(host)}:{port}"
     return DEMO_BANNER.format(
         http_url=http_url,
@@ -324,7 +375,7 @@ def _demo_banner(
         title=title,
         candidate_token=candidate,
         recruiter_token=recruiter,
-        hours=DEMO_TOKEN_TTL_S // 3600,
+        valid=f"{ttl_s // 3600} h" if ttl_s >= 3600 else f"{ttl_s} s",
         python=sys.executable,
     )
 
@@ -380,10 +431,10 @@ Interview server demo: {title}
   server     {http_url}   (/healthz, /readyz, /metrics, /protocol.schema.json)
   interview  {interview_id}
 
-Candidate token (demo-candidate, valid {hours} h):
+Candidate token (demo-candidate, valid {valid}):
 {candidate_token}
 
-Recruiter token (demo-recruiter, org "demo", valid {hours} h):
+Recruiter token (demo-recruiter, org "demo", valid {valid}):
 {recruiter_token}
 
 List the organisation's interviews as the recruiter:

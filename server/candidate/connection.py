@@ -39,7 +39,7 @@ from protocol.connection import (
 from protocol.errors import CloseCode
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
-from server.auth import AuthError, verify_token
+from server.auth import AuthError, TokenRules, verify_token
 from server.candidate.lobby import Lobby
 from server.candidate.outbox import Outbox
 from server.candidate.scheduler import next_tick
@@ -300,9 +300,9 @@ class CandidateConnection:
         return "the server could not do this; send it again"
 
     async def _verify(self, token: str, now: Millis) -> None:
-        secret = self.services.settings.jwt_secret
+        rules = TokenRules.of(self.services.settings)
         try:
-            claims = verify_token(str(secret), token)
+            claims = verify_token(rules, token)
         except AuthError as exc:
             self.protocol.receive_unauthenticated(exc.reason)
             return

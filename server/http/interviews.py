@@ -26,7 +26,7 @@ from protocol import frames
 from protocol.definition import DefinitionError, parse_definition
 from protocol.ids import InterviewId, Millis, UserId
 from protocol.messages import frame_schemas
-from server.auth import AuthError, Claims, Role, bearer_claims
+from server.auth import AuthError, Claims, Role, TokenRules, bearer_claims
 from server.settings import Settings
 from server.storage.attempts import (
     InterviewRecord,
@@ -100,7 +100,7 @@ def _now(request: Request) -> Millis:
 
 
 def _caller(request: Request, *roles: Role) -> Claims:
-    claims = bearer_claims(request, str(_settings(request).jwt_secret))
+    claims = bearer_claims(request, TokenRules.of(_settings(request)))
     if claims.role not in roles:
         allowed = " or ".join(roles)
         raise ApiError(403, "forbidden", f"this needs a {allowed} token")
