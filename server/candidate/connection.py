@@ -151,7 +151,7 @@ class CandidateConnection:
             await self._detach()
             await self._close(writer)
             metrics.sockets.dec()
-            metrics.closes.labels(str(self.close_code or CloseCode.DONE)).inc()
+            metrics.closed(self.close_code or CloseCode.DONE)
 
     async def _serve(self) -> None:
         while self.close_code is None:
