@@ -10,24 +10,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import dataclasses
 import json
 import logging
 import os
-import secrets
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from sqlalchemy.exc import SQLAlchemyError
-from starlette.datastructures import Secret
 
 from protocol.definition import DefinitionError, InterviewDefinition, parse_definition
 from protocol.ids import InterviewId, UserId
 from server import _gc
-from server.auth import Role, issue_token, kept_secret
+from server.auth import Role, issue_token, with_kept_secret
 from server.settings import Settings, SettingsError
 from server.storage.attempts import DatabaseStorage, Invitee, StorageError, migrate
 
@@ -86,32 +82,12 @@ def _warn_if_dev_secret(settings: Settings) -> None:
 
 
 def _local_secret(settings: Settings, *, create: bool) -> Settings:
-    """Without JWT_SECRET on SQLite: the random secret kept beside the database.
-
-    ``demo`` creates it (``create``); ``serve`` and ``token`` use it once it exists,
-    so that the tokens of each agree. Anything else keeps ``settings`` as they are.
-    """
-    if not settings.uses_dev_secret or settings.is_postgres:
-        return settings
-    path = kept_secret_path(settings.database_url)
-    if path is None:  # an in-memory database lives for one run: so does its secret
-        secret = secrets.token_urlsafe(32) if create else None
-    else:
-        try:
-            secret = kept_secret(path, create=create)
-        except OSError as exc:
-            raise InputError(f"cannot keep the JWT secret in {path}: {exc}") from exc
-    if secret is None:
-        return settings
-    return dataclasses.replace(settings, jwt_secret=Secret(secret))
-
-
-def kept_secret_path(database_url: str) -> Path | None:
-    """Where the secret of a SQLite file database is kept: beside it, mode 0600."""
-    database = urlsplit(database_url).path[1:]
-    if database in ("", ":memory:"):
-        return None
-    return Path(database + ".jwt-secret")
+    try:
+        return with_kept_secret(settings, create=create)
+    except OSError as exc:
+        raise InputError(
+            f"cannot keep the JWT secret beside the database: {exc}"
+        ) from exc
 
 
 def _configure_logging(settings: Settings) -> None:

@@ -11,6 +11,7 @@ whose token expires while it is open keeps working until it closes.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import os
 import secrets
@@ -18,8 +19,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
+from starlette.datastructures import Secret
 from starlette.requests import HTTPConnection
 
 from protocol.ids import UserId
@@ -257,3 +260,32 @@ def kept_secret(path: Path, *, create: bool) -> str | None:
     with os.fdopen(descriptor, "w", encoding="ascii") as file:
         file.write(secret + "\n")
     return secret
+
+
+def with_kept_secret(settings: Settings, *, create: bool) -> Settings:
+    """Without JWT_SECRET on SQLite: the secret kept beside the database.
+
+    ``demo`` creates it (``create``); ``serve`` and ``token`` use it once it exists,
+    so that the tokens of each agree. Anything else keeps ``settings`` as they are.
+
+    Raises:
+        OSError: the file cannot be read or written.
+    """
+    if not settings.uses_dev_secret or settings.is_postgres:
+        return settings
+    path = kept_secret_path(settings.database_url)
+    if path is None:  # an in-memory database lives for one run: so does its secret
+        secret = secrets.token_urlsafe(KEPT_SECRET_BYTES) if create else None
+    else:
+        secret = kept_secret(path, create=create)
+    if secret is None:
+        return settings
+    return dataclasses.replace(settings, jwt_secret=Secret(secret))
+
+
+def kept_secret_path(database_url: str) -> Path | None:
+    """Where the secret of a SQLite file database is kept: beside it, mode 0600."""
+    database = urlsplit(database_url).path[1:]
+    if database in ("", ":memory:"):
+        return None
+    return Path(database + ".jwt-secret")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from protocol.ids import InterviewId, UserId
-from server.__main__ import kept_secret_path, main
-from server.auth import TokenRules, kept_secret, verify_token
+from server.__main__ import main
+from server.auth import TokenRules, kept_secret, kept_secret_path, verify_token
 from server.settings import DEV_JWT_SECRET
 from server.storage.attempts import DatabaseStorage
 

@@ -18,6 +18,7 @@ from server.auth import (
     issue_token,
     kept_secret,
     verify_token,
+    with_kept_secret,
 )
 from server.settings import Settings
 
@@ -251,3 +252,19 @@ def test_a_kept_secret_is_made_once_private_then_reused(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert kept_secret(path, create=True) == made
     assert kept_secret(path, create=False) == made
+
+
+def test_settings_without_a_secret_take_the_kept_one(tmp_path: Path) -> None:
+    local = Settings(database_url=f"sqlite:///{tmp_path}/x.db")
+    memory = Settings(database_url="sqlite:///:memory:")
+    configured = Settings.from_environ({"JWT_SECRET": SECRET})
+
+    assert with_kept_secret(local, create=False) == local
+    kept = with_kept_secret(local, create=True)
+    assert not kept.uses_dev_secret
+    assert str(kept.jwt_secret) == (tmp_path / "x.db.jwt-secret").read_text().strip()
+    again = with_kept_secret(local, create=False)
+    assert str(again.jwt_secret) == str(kept.jwt_secret)  # Secret has no ==
+    assert with_kept_secret(memory, create=False) == memory
+    assert not with_kept_secret(memory, create=True).uses_dev_secret
+    assert with_kept_secret(configured, create=True) == configured
