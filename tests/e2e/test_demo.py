@@ -40,6 +40,7 @@ async def test_the_demo_prints_working_tokens_and_serves_the_interview(
         "LOG_LEVEL": "WARNING",
     }
     env.pop("JWT_SECRET", None)  # the demo keeps a random one beside its database
+    env.pop("REDIS_URL", None)  # which would need a JWT_SECRET: a deployment
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "demo", "--port", str(port),
         env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
@@ -100,6 +101,7 @@ async def test_serve_refuses_the_development_secret_beyond_loopback(
 ) -> None:
     env = os.environ | {"DATABASE_URL": f"sqlite:///{tmp_path}/serve.db"}
     env.pop("JWT_SECRET", None)
+    env.pop("REDIS_URL", None)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "server", "serve", "--host", host,
         "--port", str(free_port()),

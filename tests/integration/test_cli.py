@@ -67,6 +67,7 @@ def test_token_without_a_secret_signs_with_the_one_the_demo_keeps(
     database_url = f"sqlite:///{tmp_path}/demo.db"
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.delenv("JWT_SECRET")
+    monkeypatch.delenv("REDIS_URL", raising=False)  # the loopback demo has none
     args = ["token", "--sub", "c1", "--role", "candidate", "--name", "C"]
 
     assert main(args) == 0  # nothing kept yet: the development secret, loopback only
