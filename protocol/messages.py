@@ -324,14 +324,32 @@ def tick_text(
 
 
 def frame_schemas() -> dict[str, Any]:
-    """JSON Schema of every client and server frame (docs/protocol.schema.json)."""
-    client = TypeAdapter(ClientFrame).json_schema(mode="validation")
-    server = TypeAdapter(ServerFrame).json_schema(mode="serialization")
+    """JSON Schema of every client and server frame (docs/protocol.schema.json).
+
+    One JSON Schema 2020-12 document: the frames of both directions share its root
+    ``$defs``, so ``#/client_to_server`` and ``#/server_to_client`` resolve where
+    any standard validator loads the whole document.
+    """
+    schemas, shared = TypeAdapter.json_schemas(
+        [
+            ("client", "validation", TypeAdapter(ClientFrame)),
+            ("server", "serialization", TypeAdapter(ServerFrame)),
+        ]
+    )
+    client = schemas[("client", "validation")]
+    server = schemas[("server", "serialization")]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Interview server wire protocol v1",
         "description": "Every frame is one JSON object with a `type`. See PROTOCOL.md.",
         "protocol": PROTOCOL_VERSION,
-        "client_to_server": client,
-        "server_to_client": server,
+        "client_to_server": _union(client),
+        "server_to_client": _union(server),
+        "$defs": shared["$defs"],
     }
+
+
+def _union(schema: dict[str, Any]) -> dict[str, Any]:
+    # ``discriminator`` is OpenAPI's, not JSON Schema's: each frame's ``const`` type
+    # already tells the frames apart.
+    return {key: value for key, value in schema.items() if key != "discriminator"}

@@ -23,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from protocol.definition import DefinitionError, InterviewDefinition, parse_definition
 from protocol.ids import InterviewId, UserId
 from server import _gc
-from server.auth import Role, issue_token
+from server.auth import Role, issue_token, with_kept_secret
 from server.errors import ServerError
 from server.settings import Settings, SettingsError
 from server.storage.attempts import DatabaseStorage, Invitee, migrate
@@ -64,6 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     command: Command = args.command
     try:
         return command(args, settings)
+    except SettingsError as exc:
+        print(f"interview-server: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except InputError as exc:
         print(f"interview-server: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -78,6 +81,15 @@ def _warn_if_dev_secret(settings: Settings) -> None:
             "JWT_SECRET is not set: using the built-in development secret, with which "
             "anyone can sign tokens; set JWT_SECRET (32+ bytes) outside development"
         )
+
+
+def _local_secret(settings: Settings, *, create: bool) -> Settings:
+    try:
+        return with_kept_secret(settings, create=create)
+    except OSError as exc:
+        raise InputError(
+            f"cannot keep the JWT secret beside the database: {exc}"
+        ) from exc
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -166,6 +178,8 @@ def _invitee(value: str) -> Invitee:
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    settings.check_host(args.host)
+    settings = _local_secret(settings, create=False)
     return _run_server(settings, host=args.host, port=args.port)
 
 
@@ -200,17 +214,17 @@ def _run_migrations(settings: Settings) -> None:
 
 
 def _token(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _local_secret(settings, create=False)
     _warn_if_dev_secret(settings)
-    try:
-        token = issue_token(
-            str(settings.jwt_secret),
-            sub=args.sub,
-            role=args.role,
-            name=args.name,
-            org=args.org,
-            ttl_s=args.ttl,
-            now_s=time.time(),
+    if settings.jwt_max_ttl_s is not None and args.ttl > settings.jwt_max_ttl_s:
+        raise InputError(
+            f"--ttl {args.ttl} is longer than JWT_MAX_TTL_S ({settings.jwt_max_ttl_s})"
         )
+    try:
+        token = _issue(
+            settings, sub=args.sub, role=args.role, name=args.name, org=args.org,
+            ttl_s=args.ttl,
+        )  # fmt: skip
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     print(token)
@@ -257,7 +271,25 @@ def load_definition(path: Path) -> InterviewDefinition:
         ) from exc
 
 
+def _issue(
+    settings: Settings, *, sub: str, role: str, name: str, org: str | None, ttl_s: int
+) -> str:
+    """A token this deployment accepts: its secret, audience and issuer."""
+    return issue_token(
+        str(settings.jwt_secret),
+        sub=sub,
+        role=role,
+        name=name,
+        org=org,
+        ttl_s=ttl_s,
+        now_s=time.time(),
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+    )
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _local_secret(settings, create=True)
     definition = load_definition(DEMO_FILE).with_default_grace(
         settings.default_grace_ms
     )
@@ -300,24 +332,19 @@ async def _prepare_demo(
 def _demo_banner(
     settings: Settings, title: str, interview_id: InterviewId, *, host: str, port: int
 ) -> str:
-    secret = str(settings.jwt_secret)
-    candidate = issue_token(
-        secret,
-        sub=DEMO_CANDIDATE[0],
-        role=Role.CANDIDATE,
-        name=DEMO_CANDIDATE[1],
-        ttl_s=DEMO_TOKEN_TTL_S,
-        now_s=time.time(),
+    ttl_s = min(DEMO_TOKEN_TTL_S, settings.jwt_max_ttl_s or DEMO_TOKEN_TTL_S)
+    (candidate_id, candidate_name), (recruiter_id, recruiter_name) = (
+        DEMO_CANDIDATE,
+        DEMO_RECRUITER,
     )
-    recruiter = issue_token(
-        secret,
-        sub=DEMO_RECRUITER[0],
-        role=Role.RECRUITER,
-        name=DEMO_RECRUITER[1],
-        org=DEMO_ORG,
-        ttl_s=DEMO_TOKEN_TTL_S,
-        now_s=time.time(),
-    )
+    candidate = _issue(
+        settings, sub=candidate_id, role=Role.CANDIDATE, name=candidate_name,
+        org=None, ttl_s=ttl_s,
+    )  # fmt: skip
+    recruiter = _issue(
+        settings, sub=recruiter_id, role=Role.RECRUITER, name=recruiter_name,
+        org=DEMO_ORG, ttl_s=ttl_s,
+    )  # fmt: skip
     http_url = settings.public_url or f"http://{_display_host(host)}:{port}"
     return DEMO_BANNER.format(
         http_url=http_url,
@@ -326,7 +353,7 @@ def _demo_banner(
         title=title,
         candidate_token=candidate,
         recruiter_token=recruiter,
-        hours=DEMO_TOKEN_TTL_S // 3600,
+        valid=f"{ttl_s // 3600} h" if ttl_s >= 3600 else f"{ttl_s} s",
         python=sys.executable,
     )
 
@@ -384,10 +411,10 @@ Interview server demo: {title}
   server     {http_url}   (/healthz, /readyz, /metrics, /protocol.schema.json)
   interview  {interview_id}
 
-Candidate token (demo-candidate, valid {hours} h):
+Candidate token (demo-candidate, valid {valid}):
 {candidate_token}
 
-Recruiter token (demo-recruiter, org "demo", valid {hours} h):
+Recruiter token (demo-recruiter, org "demo", valid {valid}):
 {recruiter_token}
 
 List the organisation's interviews as the recruiter:

@@ -1,27 +1,41 @@
 """JWT issue and verification (PRODUCT.md section 3: claims sub, name, role, org, exp).
 
-Tokens are HS256 with the shared ``JWT_SECRET``. Every PyJWT exception is translated
-here into :class:`AuthError`, whose ``reason`` is safe to show to the client.
+Tokens are HS256 with the shared ``JWT_SECRET``. ``iat`` is optional (checked when
+present: not in the future); ``JWT_MAX_TTL_S``, ``JWT_AUDIENCE`` and ``JWT_ISSUER`` add
+checks through :class:`TokenRules`. Every PyJWT exception is translated here into
+:class:`AuthError`, whose ``reason`` is safe to show to the client.
+
+A token is checked once, when a request or a socket's ``auth`` frame arrives: a socket
+whose token expires while it is open keeps working until it closes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import os
+import secrets
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import jwt
+from starlette.datastructures import Secret
 from starlette.requests import HTTPConnection
 
 from protocol.ids import UserId
 from server.errors import ServerError
+from server.settings import Settings
 
 ALGORITHM = "HS256"
 DEFAULT_TTL_S = 3600
 # Tolerates small clock differences between the machine that issued a token and
-# this one, for both ``exp`` and ``iat``.
+# this one, for ``exp``, ``iat`` and the lifetime.
 LEEWAY_S = 5
-_REQUIRED = ("sub", "name", "role", "exp", "iat")
+_REQUIRED = ("sub", "name", "role", "exp")
+KEPT_SECRET_BYTES = 32
 
 
 class Role(enum.StrEnum):
@@ -47,6 +61,34 @@ class AuthError(ServerError):
 
 
 @dataclass(frozen=True, slots=True)
+class TokenRules:
+    """What a token must satisfy: its signature, and the deployment's own checks.
+
+    Attributes:
+        secret: the HS256 key (``JWT_SECRET``).
+        max_ttl_s: refuse tokens living longer: ``exp - iat``, or ``exp - now``
+            without ``iat`` (``JWT_MAX_TTL_S``); ``None``: no limit.
+        audience, issuer: when set, ``aud`` and ``iss`` are required and must match
+            (``JWT_AUDIENCE``, ``JWT_ISSUER``). A token with an ``aud`` is refused
+            when no audience is set (RFC 7519 section 4.1.3).
+    """
+
+    secret: str = field(repr=False)
+    max_ttl_s: int | None = None
+    audience: str | None = None
+    issuer: str | None = None
+
+    @classmethod
+    def of(cls, settings: Settings) -> TokenRules:
+        return cls(
+            secret=str(settings.jwt_secret),
+            max_ttl_s=settings.jwt_max_ttl_s,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Claims:
     """Who the caller is; ``org`` is set for recruiters and admins."""
 
@@ -65,8 +107,12 @@ def issue_token(
     org: str | None = None,
     ttl_s: int = DEFAULT_TTL_S,
     now_s: float,
+    audience: str | None = None,
+    issuer: str | None = None,
 ) -> str:
     """A signed token valid for ``ttl_s`` seconds from ``now_s`` (epoch seconds).
+
+    ``audience`` and ``issuer`` become ``aud`` and ``iss`` when given.
 
     Raises:
         ValueError: unknown role, empty sub or name, a staff role without ``org``,
@@ -77,7 +123,7 @@ def issue_token(
     )
     if ttl_s <= 0:
         raise ValueError(f"ttl_s must be positive, got {ttl_s}")
-    payload = {
+    payload: dict[str, object] = {
         "sub": claims.sub,
         "name": claims.name,
         "role": str(claims.role),
@@ -85,39 +131,74 @@ def issue_token(
         "iat": int(now_s),
         "exp": int(now_s) + ttl_s,
     }
+    if audience is not None:
+        payload["aud"] = audience
+    if issuer is not None:
+        payload["iss"] = issuer
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> Claims:
-    """The claims of a valid token.
+def verify_token(key: str | TokenRules, token: str) -> Claims:
+    """The claims of a valid token; ``key`` is the secret alone, or the rules.
 
     Raises:
-        AuthError: malformed, bad signature, expired, missing claims, unknown role.
+        AuthError: malformed, bad signature, expired, issued in the future, living
+            longer than allowed, wrong audience or issuer, missing claims, unknown
+            role.
     """
+    rules = key if isinstance(key, TokenRules) else TokenRules(secret=key)
     if not token:
         raise AuthError("missing token")
+    required = [*_REQUIRED]
+    required += ["aud"] if rules.audience is not None else []
+    required += ["iss"] if rules.issuer is not None else []
     try:
         payload = jwt.decode(
             token,
-            secret,
+            rules.secret,
             algorithms=[ALGORITHM],
-            options={"require": list(_REQUIRED)},
+            audience=rules.audience,
+            issuer=rules.issuer,
+            options={"require": required, "verify_iat": True},
             leeway=LEEWAY_S,
         )
-    except jwt.ExpiredSignatureError as exc:
-        raise AuthError("token expired") from exc
-    except jwt.InvalidSignatureError as exc:
-        raise AuthError("token signature is invalid") from exc
-    except jwt.MissingRequiredClaimError as exc:
-        raise AuthError(f"token is missing the {exc.claim!r} claim") from exc
-    except jwt.DecodeError as exc:
-        raise AuthError("token is malformed") from exc
-    except jwt.InvalidTokenError as exc:
-        raise AuthError(f"token is invalid: {str(exc).lower()}") from exc
+    except jwt.PyJWTError as exc:
+        raise AuthError(_reason(exc)) from exc
+    if rules.max_ttl_s is not None:
+        _check_lifetime(payload, rules.max_ttl_s, now_s=time.time())
     return _checked(payload, error=AuthError)
 
 
-def bearer_claims(connection: HTTPConnection, secret: str) -> Claims:
+def _reason(exc: jwt.PyJWTError) -> str:
+    match exc:
+        case jwt.ExpiredSignatureError():
+            return "token expired"
+        case jwt.ImmatureSignatureError():
+            return "token is not valid yet"
+        case jwt.InvalidSignatureError():
+            return "token signature is invalid"
+        case jwt.MissingRequiredClaimError():
+            return f"token is missing the {exc.claim!r} claim"
+        case jwt.InvalidAudienceError():
+            return "token is not meant for this server (aud)"
+        case jwt.InvalidIssuerError():
+            return "token is not from the expected issuer (iss)"
+        case jwt.DecodeError():
+            return "token is malformed"
+        case _:
+            return f"token is invalid: {str(exc).lower()}"
+
+
+def _check_lifetime(
+    payload: Mapping[str, object], max_ttl_s: int, now_s: float
+) -> None:
+    exp = _seconds(payload, "exp")
+    start = now_s if payload.get("iat") is None else _seconds(payload, "iat")
+    if exp - start > max_ttl_s + LEEWAY_S:
+        raise AuthError(f"token lives longer than the {max_ttl_s} s allowed")
+
+
+def bearer_claims(connection: HTTPConnection, key: str | TokenRules) -> Claims:
     """The claims of the ``Authorization: Bearer <token>`` header.
 
     Raises:
@@ -129,7 +210,14 @@ def bearer_claims(connection: HTTPConnection, secret: str) -> Claims:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise AuthError("expected Authorization: Bearer <token>")
-    return verify_token(secret, token.strip())
+    return verify_token(key, token.strip())
+
+
+def _seconds(payload: Mapping[str, object], claim: str) -> float:
+    value = payload[claim]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthError(f"claim {claim!r} must be a number of seconds")
+    return value
 
 
 def _checked(payload: Mapping[str, object], *, error: type[Exception]) -> Claims:
@@ -148,3 +236,57 @@ def _checked(payload: Mapping[str, object], *, error: type[Exception]) -> Claims
         # Recruiter data is scoped to an organisation (PRODUCT.md section 3).
         raise error(f"a {checked_role} token needs an 'org' claim")
     return Claims(sub=UserId(sub), name=name, role=checked_role, org=org)
+
+
+def kept_secret(path: Path, *, create: bool) -> str | None:
+    """The random secret kept in ``path`` (the demo's, beside its SQLite database).
+
+    With ``create``, a missing file is made (mode 0600) with a new secret; without,
+    a missing file gives ``None``.
+
+    Raises:
+        OSError: the file cannot be read or written.
+    """
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        if not create:
+            return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(KEPT_SECRET_BYTES)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(descriptor, "w", encoding="ascii") as file:
+        file.write(secret + "\n")
+    return secret
+
+
+def with_kept_secret(settings: Settings, *, create: bool) -> Settings:
+    """Without JWT_SECRET on SQLite: the secret kept beside the database.
+
+    ``demo`` creates it (``create``); ``serve`` and ``token`` use it once it exists,
+    so that the tokens of each agree. Anything else keeps ``settings`` as they are.
+
+    Raises:
+        OSError: the file cannot be read or written.
+    """
+    if not settings.uses_dev_secret or settings.is_postgres:
+        return settings
+    path = kept_secret_path(settings.database_url)
+    if path is None:  # an in-memory database lives for one run: so does its secret
+        secret = secrets.token_urlsafe(KEPT_SECRET_BYTES) if create else None
+    else:
+        secret = kept_secret(path, create=create)
+    if secret is None:
+        return settings
+    return dataclasses.replace(settings, jwt_secret=Secret(secret))
+
+
+def kept_secret_path(database_url: str) -> Path | None:
+    """Where the secret of a SQLite file database is kept: beside it, mode 0600."""
+    database = urlsplit(database_url).path[1:]
+    if database in ("", ":memory:"):
+        return None
+    return Path(database + ".jwt-secret")

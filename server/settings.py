@@ -7,6 +7,7 @@ environment variable, listed in the README.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TypeVar
@@ -19,8 +20,11 @@ T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "sqlite:///var/interview.db"
 DEV_JWT_SECRET = "dev-secret-change-me-not-for-production"
-"""The embedded default's secret: anyone can forge tokens with it (__main__ warns).
+"""The development secret, published here: anyone can sign any token with it.
 
+Used only without JWT_SECRET on SQLite, and then only on a loopback interface
+(:meth:`Settings.check_host`; ``demo`` keeps a random secret beside its database
+instead). Refused with PostgreSQL or REDIS_URL, even when set as JWT_SECRET.
 At least 32 bytes, like every accepted JWT_SECRET: HS256 wants a key as long as its
 hash (RFC 7518 section 3.2), and PyJWT warns on shorter ones.
 """
@@ -51,6 +55,11 @@ class Settings:
     # coordinate with each other, and nothing else.
     redis_prefix: str = "interview:"
     jwt_secret: Secret = Secret(DEV_JWT_SECRET)
+    # Tokens living longer (exp - iat, or exp - now without iat) are refused.
+    jwt_max_ttl_s: int | None = None
+    # When set, tokens must carry this aud and this iss.
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
     tick_interval_ms: int = 1000
     default_grace_ms: int = 2000
     # Empty: same origin only (an Origin whose host:port is the request's Host).
@@ -84,7 +93,23 @@ class Settings:
 
     @property
     def is_postgres(self) -> bool:
-        return urlsplit(self.database_url).scheme.startswith("postgres")
+        return _is_postgres(self.database_url)
+
+    def check_host(self, host: str) -> None:
+        """Refuse to listen on ``host`` with the development secret unless loopback.
+
+        Raises:
+            SettingsError: JWT_SECRET is unset (or the development secret) and
+                ``host`` is not a loopback address.
+        """
+        if self.uses_dev_secret and not is_loopback(host):
+            raise SettingsError(
+                "JWT_SECRET",
+                f"is required to listen on {host or 'every interface'}: without it "
+                "the published development secret signs tokens, which is only "
+                "allowed on 127.0.0.1 (set a random value of 32+ bytes, e.g. "
+                "`openssl rand -hex 32`)",
+            )
 
     def origin_allowed(self, origin: str | None, host: str | None) -> bool:
         """Whether a WebSocket handshake's ``Origin`` may connect (PROTOCOL.md 1).
@@ -103,11 +128,16 @@ class Settings:
         """Read every variable, or raise :class:`SettingsError` naming the bad one."""
         env = _Reader(Config(environ=environ))
         database_url = env.get("DATABASE_URL", _database_url, DEFAULT_DATABASE_URL)
+        redis_url = env.get("REDIS_URL", _redis_url, None)
+        shared = redis_url is not None or _is_postgres(database_url)
         return cls(
             database_url=database_url,
-            redis_url=env.get("REDIS_URL", _redis_url, None),
+            redis_url=redis_url,
             redis_prefix=env.get("REDIS_PREFIX", str, "interview:"),
-            jwt_secret=_jwt_secret(env, database_url),
+            jwt_secret=_jwt_secret(env, shared=shared),
+            jwt_max_ttl_s=env.get("JWT_MAX_TTL_S", _positive_int, None),
+            jwt_audience=env.get("JWT_AUDIENCE", str, None),
+            jwt_issuer=env.get("JWT_ISSUER", str, None),
             tick_interval_ms=env.get("TICK_INTERVAL_MS", _positive_int, 1000),
             default_grace_ms=env.get("GRACE_MS", _non_negative_int, 2000),
             allowed_origins=env.get("ALLOWED_ORIGINS", _origins, ()),
@@ -158,14 +188,35 @@ class _Reader:
             raise SettingsError(variable, f"must be {exc}, got {value!r}") from exc
 
 
-def _jwt_secret(env: _Reader, database_url: str) -> Secret:
+def is_loopback(host: str) -> bool:
+    """Whether listening on ``host`` is reachable from this machine only."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_postgres(database_url: str) -> bool:
+    return urlsplit(database_url).scheme.startswith("postgres")
+
+
+def _jwt_secret(env: _Reader, *, shared: bool) -> Secret:
+    """The key, refusing the published one for a deployment (PostgreSQL or Redis)."""
     value = env.raw("JWT_SECRET")
+    if shared and value in (None, DEV_JWT_SECRET):
+        # A shared database or Redis means a real deployment: never sign with a
+        # known key, whether left unset or copied from this file.
+        problem = (
+            "is required" if value is None else "must not be the development secret"
+        )
+        raise SettingsError(
+            "JWT_SECRET",
+            f"{problem} when DATABASE_URL is postgres or REDIS_URL is set "
+            "(set a random value of 32+ bytes, e.g. `openssl rand -hex 32`)",
+        )
     if value is None:
-        if urlsplit(database_url).scheme.startswith("postgres"):
-            # A shared database means a real deployment: never sign with a known key.
-            raise SettingsError(
-                "JWT_SECRET", "is required when DATABASE_URL is postgres"
-            )
         return Secret(DEV_JWT_SECRET)
     length = len(value.encode())
     if length < MIN_JWT_SECRET_BYTES:

@@ -48,7 +48,7 @@ from protocol.connection import (
 from protocol.errors import CloseCode
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
-from server.auth import AuthError, verify_token
+from server.auth import AuthError, TokenRules, verify_token
 from server.candidate.lobby import Lobby
 from server.candidate.outbox import Outbox
 from server.cluster.bus import Subscription
@@ -157,7 +157,7 @@ class CandidateConnection:
             await self._detach()
             await self._close(writer)
             metrics.sockets.dec()
-            metrics.closes.labels(str(self.close_code or CloseCode.DONE)).inc()
+            metrics.closed(self.close_code or CloseCode.DONE)
 
     async def _serve(self) -> None:
         while self.close_code is None:
@@ -310,9 +310,9 @@ class CandidateConnection:
             self.protocol.receive_write_failed(frame_message(exc))
 
     async def _verify(self, token: str) -> None:
-        secret = self.services.settings.jwt_secret
+        rules = TokenRules.of(self.services.settings)
         try:
-            claims = verify_token(str(secret), token)
+            claims = verify_token(rules, token)
         except AuthError as exc:
             self.protocol.receive_unauthenticated(exc.reason)
             return

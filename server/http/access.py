@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 
 from protocol.ids import InterviewId
-from server.auth import Claims, Role, bearer_claims
+from server.auth import Claims, Role, TokenRules, bearer_claims
 from server.http.errors import ApiError
 from server.services import Services
 from server.storage.attempts import InterviewRecord
@@ -29,7 +29,7 @@ def services(request: Request) -> Services:
 
 
 def caller(request: Request, *roles: Role) -> Claims:
-    claims = bearer_claims(request, str(services(request).settings.jwt_secret))
+    claims = bearer_claims(request, TokenRules.of(services(request).settings))
     if claims.role not in roles:
         allowed = " or ".join(roles)
         raise ApiError(403, "forbidden", f"this needs a {allowed} token")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import jwt
 import pytest
 
 from server.auth import issue_token
@@ -97,6 +98,39 @@ async def test_a_bad_token_is_unauthenticated_then_4401(
     assert SECRET not in frames[0]["message"]
     assert code == 4401
     await assert_serves_others(server)
+
+
+async def test_a_token_with_only_the_claims_of_the_contract_is_accepted(
+    server: Server,
+) -> None:
+    # PRODUCT.md section 3: sub, name, role, org, exp; an issuer may leave out iat.
+    claims = {"sub": "alice", "name": "Alice", "role": "candidate"}
+    token = jwt.encode(claims | {"exp": int(time.time()) + 600}, SECRET, "HS256")
+    client = await Candidate.open(server.url)
+    hello = await client.login(token)
+    assert hello["user"] == {"id": "alice", "name": "Alice", "role": "candidate"}
+    await client.ping()
+
+
+async def test_a_token_beyond_the_configured_rules_is_unauthenticated_then_4401(
+    database_url: str,
+) -> None:
+    settings = make_settings(
+        database_url, jwt_max_ttl_s=600, jwt_audience="interviews", jwt_issuer="idp"
+    )
+    now = int(time.time())
+    claims = {"sub": "alice", "name": "Alice", "role": "candidate", "exp": now + 600}
+    good = claims | {"aud": "interviews", "iss": "idp"}
+    async with served(settings) as server:
+        for bad in (claims, good | {"exp": now + 7200}, good | {"aud": "billing"}):
+            client = await Candidate.open(server.url)
+            await client.send({"type": "auth", "token": jwt.encode(bad, SECRET)})
+            frames, code = await client.frames_until_close()
+            assert [frame.get("code") for frame in frames] == ["unauthenticated"]
+            assert code == 4401
+        client = await Candidate.open(server.url)
+        hello = await client.login(jwt.encode(good, SECRET))
+        assert hello["user"]["id"] == "alice"
 
 
 async def test_an_auth_frame_without_a_token_is_unauthenticated_then_4401(

@@ -10,15 +10,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
+import struct
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
 from protocol.audit import AuditKind
 from protocol.ids import UserId
-from tests.e2e._client import UNIT_S, Candidate
+from server.metrics import KNOWN_CLOSE_CODES
+from tests.e2e._client import UNIT_S, Candidate, eventually
 from tests.e2e.conftest import (
     Server,
     assert_serves_others,
@@ -369,3 +374,40 @@ async def test_deeply_nested_json_is_a_bad_frame_and_the_connection_stays_open(
     await alice.expect_error("bad_frame")
     await alice.ping()
     await assert_serves_others(server)
+
+
+# -- close codes chosen by the client -------------------------------------------------
+
+CLIENT_CLOSE_CODES = (4999, 3000, 4000, 1234, 1004, 2999, 5000, 65535)
+
+
+async def close_with(client: Candidate, code: int) -> None:
+    """Send a close frame with ``code``, valid or not (the library refuses bad ones)."""
+    frame = Frame(Opcode.CLOSE, struct.pack("!H", code) + b"bye")
+    client.ws.protocol.send_frame(frame)
+    client.ws.send_data()
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(UNIT_S):
+            await client.ws.wait_closed()
+
+
+async def test_close_codes_a_client_chooses_add_no_metric_series(
+    server: Server,
+) -> None:
+    for code in CLIENT_CLOSE_CODES:
+        await close_with(await server.candidate(f"c{code}"), code)
+
+    async with httpx.AsyncClient(base_url=server.http) as http:
+
+        async def all_closed() -> bool:
+            text = (await http.get("/metrics")).text
+            return "interview_sockets_open 0.0" in text
+
+        await eventually(all_closed)
+        text = (await http.get("/metrics")).text
+    series = dict(
+        re.findall(r'interview_socket_closes_total\{code="(\w+)"\} (\S+)', text)
+    )
+    assert set(series) <= {*map(str, KNOWN_CLOSE_CODES), "other"}, series
+    assert sum(float(count) for count in series.values()) == len(CLIENT_CLOSE_CODES)
+    assert float(series["other"]) >= 3  # 4999, 3000 and 4000 at least

@@ -10,7 +10,8 @@ import pytest
 
 from protocol.ids import InterviewId, UserId
 from server.__main__ import main
-from server.auth import verify_token
+from server.auth import TokenRules, kept_secret, kept_secret_path, verify_token
+from server.settings import DEV_JWT_SECRET
 from server.storage.attempts import DatabaseStorage
 from server.storage.database import Database
 
@@ -33,6 +34,69 @@ def test_token_prints_a_jwt_that_verifies(capsys: pytest.CaptureFixture[str]) ->
     assert code == 0
     claims = verify_token(SECRET, capsys.readouterr().out.strip())
     assert (claims.sub, claims.name, claims.role) == ("c1", "Cee", "candidate")
+
+
+def test_token_carries_the_configured_audience_and_issuer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JWT_AUDIENCE", "interviews")
+    monkeypatch.setenv("JWT_ISSUER", "https://id.example")
+    monkeypatch.setenv("JWT_MAX_TTL_S", "600")
+
+    args = ["token", "--sub", "c1", "--role", "candidate", "--name", "C"]
+    code = main([*args, "--ttl", "600"])
+
+    assert code == 0
+    rules = TokenRules(SECRET, 600, "interviews", "https://id.example")
+    assert verify_token(rules, capsys.readouterr().out.strip()).sub == "c1"
+
+
+def test_a_token_longer_than_the_maximum_lifetime_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JWT_MAX_TTL_S", "600")
+
+    code = main(["token", "--sub", "c1", "--role", "candidate", "--name", "C"])
+
+    assert code == 2
+    assert "JWT_MAX_TTL_S" in capsys.readouterr().err
+
+
+def test_token_without_a_secret_signs_with_the_one_the_demo_keeps(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database_url = f"sqlite:///{tmp_path}/demo.db"
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.delenv("JWT_SECRET")
+    monkeypatch.delenv("REDIS_URL", raising=False)  # the loopback demo has none
+    args = ["token", "--sub", "c1", "--role", "candidate", "--name", "C"]
+
+    assert main(args) == 0  # nothing kept yet: the development secret, loopback only
+    assert verify_token(DEV_JWT_SECRET, capsys.readouterr().out.strip())
+    path = kept_secret_path(database_url)
+    assert path == tmp_path / "demo.db.jwt-secret"
+    kept = kept_secret(path, create=True)
+    assert kept is not None
+    assert main(args) == 0
+    assert verify_token(kept, capsys.readouterr().out.strip()).sub == "c1"
+
+
+@pytest.mark.parametrize("secret", [None, DEV_JWT_SECRET])
+def test_the_worker_refuses_the_development_secret(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    secret: str | None,
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path}/worker.db")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+    if secret is None:
+        monkeypatch.delenv("JWT_SECRET")
+    else:
+        monkeypatch.setenv("JWT_SECRET", secret)
+
+    assert main(["worker"]) == 2
+    assert "configuration error: JWT_SECRET" in capsys.readouterr().err
 
 
 def test_a_recruiter_token_needs_an_org(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import stat
 import time
+from pathlib import Path
 
 import jwt
 import pytest
@@ -11,10 +13,14 @@ from server.auth import (
     AuthError,
     Claims,
     Role,
+    TokenRules,
     bearer_claims,
     issue_token,
+    kept_secret,
     verify_token,
+    with_kept_secret,
 )
+from server.settings import Settings
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
 NOW_S = time.time()
@@ -107,10 +113,89 @@ def test_malformed_token_is_refused(token: str) -> None:
         verify_token(SECRET, token)
 
 
-@pytest.mark.parametrize("claim", ["sub", "name", "role", "exp", "iat"])
+@pytest.mark.parametrize("claim", ["sub", "name", "role", "exp"])
 def test_token_missing_a_claim_is_refused(claim: str) -> None:
     with pytest.raises(AuthError, match=claim):
         verify_token(SECRET, _token(**{claim: ...}))
+
+
+def test_a_token_with_only_the_claims_of_the_contract_is_accepted() -> None:
+    # PRODUCT.md section 3 names sub, name, role, org and exp: iat is optional.
+    token = _token(iat=...)
+
+    assert verify_token(SECRET, token) == Claims(
+        sub=UserId("u1"), name="Ada", role=Role.CANDIDATE
+    )
+
+
+def test_a_token_issued_in_the_future_is_refused_beyond_the_leeway() -> None:
+    assert verify_token(SECRET, _token(iat=int(NOW_S) + 2)).sub == "u1"
+    with pytest.raises(AuthError, match="not valid yet"):
+        verify_token(SECRET, _token(iat=int(NOW_S) + 60))
+    with pytest.raises(AuthError, match="iat"):
+        verify_token(SECRET, _token(iat="yesterday"))
+
+
+def test_a_token_living_longer_than_the_maximum_is_refused() -> None:
+    rules = TokenRules(SECRET, max_ttl_s=600)
+    day = int(NOW_S) + 86400
+
+    assert verify_token(rules, _token()).sub == "u1"
+    assert verify_token(rules, _token(iat=..., exp=int(NOW_S) + 600)).sub == "u1"
+    with pytest.raises(AuthError, match="600 s"):
+        verify_token(rules, _token(exp=day))
+    with pytest.raises(AuthError, match="600 s"):
+        verify_token(rules, _token(iat=..., exp=day))
+    # A token issued long ago for long: its lifetime counts, not what is left.
+    with pytest.raises(AuthError, match="600 s"):
+        verify_token(rules, _token(iat=int(NOW_S) - 86000, exp=int(NOW_S) + 400))
+
+
+def test_an_audience_and_an_issuer_once_set_are_required_and_checked() -> None:
+    rules = TokenRules(SECRET, audience="interviews", issuer="https://id.example")
+
+    good = _token(aud="interviews", iss="https://id.example")
+    assert verify_token(rules, good).sub == "u1"
+    assert verify_token(rules, _token(aud=["other", "interviews"], iss=rules.issuer))
+    both = {"aud": "interviews", "iss": "https://id.example"}
+    for claim in both:
+        with pytest.raises(AuthError, match=f"missing the '{claim}' claim"):
+            verify_token(rules, _token(**(both | {claim: ...})))
+    with pytest.raises(AuthError, match="aud"):
+        verify_token(rules, _token(aud="billing", iss=rules.issuer))
+    with pytest.raises(AuthError, match="iss"):
+        verify_token(rules, _token(aud="interviews", iss="https://evil.example"))
+
+
+def test_a_token_for_an_audience_is_refused_where_none_is_configured() -> None:
+    with pytest.raises(AuthError, match="aud"):
+        verify_token(SECRET, _token(aud="billing"))
+
+
+def test_issued_tokens_carry_the_audience_and_issuer_given() -> None:
+    rules = TokenRules(SECRET, max_ttl_s=60, audience="interviews", issuer="cli")
+    token = issue_token(
+        SECRET, sub="c1", role="candidate", name="Ada", ttl_s=60, now_s=time.time(),
+        audience="interviews", issuer="cli",
+    )  # fmt: skip
+
+    assert verify_token(rules, token).sub == "c1"
+
+
+def test_the_rules_come_from_the_settings_and_hide_the_secret() -> None:
+    settings = Settings.from_environ(
+        {
+            "JWT_SECRET": SECRET,
+            "JWT_MAX_TTL_S": "900",
+            "JWT_AUDIENCE": "interviews",
+            "JWT_ISSUER": "https://id.example",
+        }
+    )
+
+    rules = TokenRules.of(settings)
+
+    assert rules == TokenRules(SECRET, 900, "interviews", "https://id.example")
+    assert SECRET not in repr(rules)
 
 
 @pytest.mark.parametrize(
@@ -156,3 +241,30 @@ def test_bearer_header_yields_the_claims() -> None:
 def test_missing_or_non_bearer_authorization_is_refused(header: str | None) -> None:
     with pytest.raises(AuthError, match="Bearer"):
         bearer_claims(_request(header), SECRET)
+
+
+def test_a_kept_secret_is_made_once_private_then_reused(tmp_path: Path) -> None:
+    path = tmp_path / "var" / "demo.db.jwt-secret"
+
+    assert kept_secret(path, create=False) is None
+    made = kept_secret(path, create=True)
+    assert made is not None and len(made.encode()) >= 32
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert kept_secret(path, create=True) == made
+    assert kept_secret(path, create=False) == made
+
+
+def test_settings_without_a_secret_take_the_kept_one(tmp_path: Path) -> None:
+    local = Settings(database_url=f"sqlite:///{tmp_path}/x.db")
+    memory = Settings(database_url="sqlite:///:memory:")
+    configured = Settings.from_environ({"JWT_SECRET": SECRET})
+
+    assert with_kept_secret(local, create=False) == local
+    kept = with_kept_secret(local, create=True)
+    assert not kept.uses_dev_secret
+    assert str(kept.jwt_secret) == (tmp_path / "x.db.jwt-secret").read_text().strip()
+    again = with_kept_secret(local, create=False)
+    assert str(again.jwt_secret) == str(kept.jwt_secret)  # Secret has no ==
+    assert with_kept_secret(memory, create=False) == memory
+    assert not with_kept_secret(memory, create=True).uses_dev_secret
+    assert with_kept_secret(configured, create=True) == configured

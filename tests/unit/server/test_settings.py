@@ -30,6 +30,9 @@ def test_every_variable_is_read() -> None:
         "DATABASE_URL": "postgresql://app:pw@db:5432/interviews",
         "REDIS_URL": "redis://cache:6379/0",
         "JWT_SECRET": SECRET,
+        "JWT_MAX_TTL_S": "86400",
+        "JWT_AUDIENCE": "interviews",
+        "JWT_ISSUER": "https://id.example.com",
         "TICK_INTERVAL_MS": "500",
         "GRACE_MS": "0",
         "ALLOWED_ORIGINS": "https://a.example.com, http://localhost:3000/",
@@ -58,6 +61,9 @@ def test_every_variable_is_read() -> None:
         database_url="postgresql://app:pw@db:5432/interviews",
         redis_url="redis://cache:6379/0",
         jwt_secret=settings.jwt_secret,
+        jwt_max_ttl_s=86400,
+        jwt_audience="interviews",
+        jwt_issuer="https://id.example.com",
         tick_interval_ms=500,
         default_grace_ms=0,
         allowed_origins=("https://a.example.com", "http://localhost:3000"),
@@ -96,6 +102,7 @@ def test_empty_values_count_as_unset() -> None:
     [
         ("DATABASE_URL", "mysql://db/x", "sqlite:/// or postgresql://"),
         ("REDIS_URL", "http://cache", "redis://"),
+        ("JWT_MAX_TTL_S", "0", "positive integer"),
         ("TICK_INTERVAL_MS", "fast", "positive integer"),
         ("TICK_INTERVAL_MS", "0", "positive integer"),
         ("GRACE_MS", "-1", "non-negative integer"),
@@ -132,6 +139,52 @@ def test_malformed_value_names_the_variable_and_what_was_expected(
 def test_postgres_without_jwt_secret_is_refused() -> None:
     with pytest.raises(SettingsError, match="JWT_SECRET is required"):
         Settings.from_environ({"DATABASE_URL": "postgresql://db/interviews"})
+
+
+def test_redis_without_jwt_secret_is_refused() -> None:
+    # REDIS_URL means several processes (serve, worker): a deployment.
+    with pytest.raises(SettingsError, match="JWT_SECRET is required"):
+        Settings.from_environ({"REDIS_URL": "redis://cache:6379/0"})
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"DATABASE_URL": "postgresql://db/interviews"},
+        {"REDIS_URL": "redis://cache:6379/0"},
+    ],
+)
+def test_the_published_development_secret_is_refused_for_a_deployment(
+    environ: dict[str, str],
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ(environ | {"JWT_SECRET": DEV_JWT_SECRET})
+
+    assert caught.value.variable == "JWT_SECRET"
+    assert "must not be the development secret" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"]
+)
+def test_the_development_secret_may_listen_on_loopback(host: str) -> None:
+    Settings.from_environ({}).check_host(host)
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.168.1.5", "example.com"])
+def test_the_development_secret_may_not_listen_elsewhere(host: str) -> None:
+    for settings in (
+        Settings.from_environ({}),
+        Settings.from_environ({"JWT_SECRET": DEV_JWT_SECRET}),
+    ):
+        with pytest.raises(SettingsError) as caught:
+            settings.check_host(host)
+        assert caught.value.variable == "JWT_SECRET"
+        assert str(caught.value).startswith("JWT_SECRET is required to listen on")
+
+
+def test_a_configured_secret_may_listen_anywhere() -> None:
+    Settings.from_environ({"JWT_SECRET": SECRET}).check_host("0.0.0.0")
 
 
 def test_short_jwt_secret_is_refused_without_echoing_it() -> None:
