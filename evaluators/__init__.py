@@ -75,7 +75,9 @@ def build_grader(
         delimiters: draws the fence token around candidate text in each prompt.
     """
     runner = runner or BubblewrapSandbox(
-        SandboxLimits.from_config(config), python=config.sandbox_python
+        SandboxLimits.from_config(config),
+        python=config.sandbox_python,
+        concurrency=config.sandbox_concurrency,
     )
     if completer is None and config.models:
         completer = LitellmCompleter(config)

@@ -34,6 +34,8 @@ class GraderConfig:
         sandbox_tmp_bytes: size of the private /tmp.
         sandbox_python: the interpreter run inside the sandbox (a system Python under
             /usr, so that nothing outside /usr needs to be visible).
+        sandbox_concurrency: sandbox runs at once in this process, whatever the
+            number of grades at once (``None``: one per core).
     """
 
     model_short_answer: str | None = None
@@ -52,6 +54,7 @@ class GraderConfig:
     sandbox_file_bytes: int = 1 * MIB
     sandbox_tmp_bytes: int = 8 * MIB
     sandbox_python: str = "/usr/bin/python3"
+    sandbox_concurrency: int | None = None
 
     @property
     def models(self) -> tuple[str, ...]:

@@ -51,6 +51,11 @@ class TaskGrader:
         self._code = code
         self._summary = summary
 
+    @property
+    def runner(self) -> CodeRunner:
+        """What runs code against hidden tests."""
+        return self._runner
+
     async def grade(self, question: QuestionDef, answer: str) -> Grade:
         """Grade ``answer`` to ``question``; see :class:`evaluators.grade.Grader`.
 

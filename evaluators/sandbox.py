@@ -7,25 +7,40 @@ small harness. Nothing of the server is visible inside:
   beyond an empty loopback, and processes die with the run (``--die-with-parent``,
   and the pid namespace ends with its first process);
 - files: ``/usr`` read-only (plus the ``/lib``, ``/lib64``, ``/bin`` links), a fresh
-  ``/proc`` and ``/dev``, a private size-limited ``/tmp``; no ``/etc``, no ``/home``,
-  no ``/root``, no repository; the root is remounted read-only;
+  ``/proc``, a fresh ``/dev`` remounted read-only (its ``/dev/shm`` is no place to
+  keep memory in), a private size-limited ``/tmp`` (the only writable file system);
+  no ``/etc``, no ``/home``, no ``/root``, no repository; the root is read-only;
+- system calls: no user namespace inside (``--disable-userns``), and the seccomp
+  filter of :mod:`evaluators.seccomp` (no io_uring, bpf, ptrace, keys, namespaces,
+  mounts, System V shared memory...);
 - environment: ``bwrap`` starts with an empty environment (otherwise its own process,
   pid 1 inside, would show the server's variables in ``/proc/1/environ``) and
   ``--clearenv`` for the code;
-- identity: a server running as root drops to ``nobody`` before starting ``bwrap``,
-  so that the process limit applies (the kernel never limits root's processes) and
-  no capability is kept;
+- identity: a server running as root drops to ``nobody`` before starting ``bwrap``
+  (``setpriv`` on the command line, so that it works under any event loop: uvloop
+  refuses ``subprocess_exec``'s ``user``, ``group`` and ``process_group``), so that
+  the process limit applies (the kernel never limits root's processes) and no
+  capability is kept;
 - limits (``prlimit`` inside the sandbox, so that they bind the code and not
   ``bwrap``): CPU seconds, address space, processes, file size, open files, no core
   files; outside, a wall-clock timeout and an output cap, both ending the run with
   SIGKILL to its process group;
 - lifetime: ``bwrap`` gets SIGKILL if the server dies (``setpriv --pdeathsig``), and
   ``timeout`` inside ends the code one second after the wall-clock limit even if
-  nobody is left to stop it.
+  nobody is left to stop it;
+- load: at most ``concurrency`` runs at once per sandbox object (waiting for a turn
+  does not count against the wall-clock limit).
+
+Memory: each process of a run is held to ``memory_bytes`` of address space, and the
+only writable file system is the ``tmp_bytes`` ``/tmp``; a run's worst case is about
+``processes * memory_bytes + tmp_bytes``, and ``concurrency`` runs at once bound the
+host's share. (No cgroup is used: it would need a delegated cgroup v2 subtree with
+the memory controller, which the machines this was written on do not have.)
 
 Only the arguments of each case go in; the harness sends back each return value, and
 the comparison with the expected value happens outside, out of the code's reach
-(:mod:`evaluators.sandbox_report`).
+(:mod:`evaluators.sandbox_report`). The code runs in a child of the harness that
+never holds the marker of the results, so it cannot forge them.
 """
 
 from __future__ import annotations
@@ -38,8 +53,9 @@ import secrets
 import shutil
 import signal
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
+from evaluators import seccomp
 from evaluators.errors import SandboxUnavailable
 from evaluators.sandbox_report import (
     HARNESS,
@@ -88,6 +104,7 @@ class BubblewrapSandbox:
         limits: the limits of each run.
         python: the interpreter inside the sandbox; it must live under ``/usr``.
         bwrap: the ``bwrap`` executable, looked up on ``PATH`` when not absolute.
+        concurrency: runs at once; more wait for a turn (default: one per core).
     """
 
     def __init__(
@@ -96,10 +113,14 @@ class BubblewrapSandbox:
         *,
         python: str = "/usr/bin/python3",
         bwrap: str = "bwrap",
+        concurrency: int | None = None,
     ) -> None:
         self.limits = limits or SandboxLimits()
         self._python = python
         self._bwrap = bwrap
+        self.concurrency = concurrency or default_concurrency()
+        self._turns = asyncio.Semaphore(self.concurrency)
+        self._filter: bytes | None = None
 
     async def run(self, code: str, tests: CodeTests) -> SandboxReport:
         """Run ``code`` against ``tests``; see :class:`CodeRunner`.
@@ -115,7 +136,8 @@ class BubblewrapSandbox:
             "cases": [case.args for case in tests.cases],
             "marker": marker,
         }
-        run, outcome = await self._execute(json.dumps(request).encode())
+        async with self._turns:
+            run, outcome = await self._execute(json.dumps(request).encode())
         items = read_items(run.results, marker)
         if not any(item.get("started") for item in items):
             raise SandboxUnavailable(
@@ -131,30 +153,42 @@ class BubblewrapSandbox:
             limits=self.limits,
         )
 
-    def command(self) -> list[str]:
-        """The full ``bwrap`` command line of one run.
+    def command(self, *, seccomp_fd: int) -> list[str]:
+        """The full command line of one run, reading its filter from ``seccomp_fd``.
 
         Raises:
-            SandboxUnavailable: ``bwrap`` or the interpreter is missing.
+            SandboxUnavailable: ``bwrap``, ``setpriv`` or the interpreter is missing.
         """
         bwrap = shutil.which(self._bwrap)
         if bwrap is None:
             raise SandboxUnavailable(
                 "bubblewrap (bwrap) is not installed: run `make system-deps`"
             )
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            raise SandboxUnavailable("setpriv (util-linux) is not installed")
         if not self._python.startswith("/usr/") or not os.path.exists(self._python):
             raise SandboxUnavailable(f"no interpreter under /usr at {self._python}")
         # The sandbox dies with the server (pdeathsig), and ends at the wall-clock
         # limit even if nobody is left to kill it (timeout inside).
-        setpriv = shutil.which("setpriv")
-        parent = [setpriv, "--pdeathsig", "KILL", "--"] if setpriv else []
+        parent = [setpriv, *_unprivileged(), "--pdeathsig", "KILL", "--"]
         inside = self._limited_python()
-        return [*parent, bwrap, *self._namespace_arguments(), "--", *inside]
+        namespaces = self._namespace_arguments()
+        return [
+            *parent,
+            bwrap,
+            *namespaces,
+            "--seccomp",
+            str(seccomp_fd),
+            "--",
+            *inside,
+        ]
 
     def _namespace_arguments(self) -> list[str]:
         arguments = [
             "--unshare-all",
             "--unshare-user",
+            "--disable-userns",
             "--die-with-parent",
             "--new-session",
             "--clearenv",
@@ -176,6 +210,7 @@ class BubblewrapSandbox:
             "--size", str(self.limits.tmp_bytes),
             "--tmpfs", "/tmp",
             "--chdir", "/tmp",
+            "--remount-ro", "/dev",
             "--remount-ro", "/",
         ]  # fmt: skip
 
@@ -195,15 +230,7 @@ class BubblewrapSandbox:
         ]  # fmt: skip
 
     async def _execute(self, stdin: bytes) -> tuple[_Run, Outcome | None]:
-        process = await asyncio.create_subprocess_exec(
-            *self.command(),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env={},
-            process_group=0,
-            **_unprivileged(),
-        )
+        process = await self._spawn()
         run = _Run(bytearray(), bytearray())
         outcome: Outcome | None = None
         try:
@@ -218,6 +245,37 @@ class BubblewrapSandbox:
                 _kill_group(process.pid)
             run.exit_code = await _reap(process)
         return run, outcome
+
+    async def _spawn(self) -> asyncio.subprocess.Process:
+        # Only options that both asyncio and uvloop accept: the new session makes
+        # the process the leader of its own group, which _kill_group ends.
+        program = self._seccomp_program()
+        reader, writer = os.pipe()
+        try:
+            os.write(writer, program)  # far below a pipe's buffer
+            os.close(writer)
+            writer = -1
+            return await asyncio.create_subprocess_exec(
+                *self.command(seccomp_fd=reader),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env={},
+                start_new_session=True,
+                pass_fds=(reader,),
+            )
+        finally:
+            os.close(reader)
+            if writer >= 0:
+                os.close(writer)
+
+    def _seccomp_program(self) -> bytes:
+        if self._filter is None:
+            try:
+                self._filter = seccomp.program()
+            except seccomp.UnsupportedArchitecture as exc:
+                raise SandboxUnavailable(str(exc)) from exc
+        return self._filter
 
     async def _exchange(
         self, process: asyncio.subprocess.Process, stdin: bytes, run: _Run
@@ -244,10 +302,16 @@ class BubblewrapSandbox:
         await process.wait()
 
 
-def _unprivileged() -> dict[str, Any]:
+def default_concurrency() -> int:
+    """Runs at once by default: one per core."""
+    return os.cpu_count() or 1
+
+
+def _unprivileged() -> list[str]:
+    """``setpriv`` options: root becomes ``nobody`` with no groups; others stay."""
     if os.geteuid() != 0:
-        return {}
-    return {"user": NOBODY, "group": NOBODY, "extra_groups": []}
+        return []
+    return [f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
 
 
 def _kill_group(pid: int) -> None:

@@ -21,39 +21,103 @@ from protocol.definition import CodeTests
 
 TEXT_LIMIT = 500
 
-# Runs inside the sandbox with `python3 -I -S -B -c`: reads {code, entrypoint, cases,
-# marker} on stdin, writes one marked JSON line per case on the original stdout and
-# sends the code's own output to stderr.
+# Runs inside the sandbox with `python3 -I -S -B -c`. It forks before it reads its
+# request, so that the child, where the candidate's code runs, never holds the
+# marker nor the results pipe; the parent then makes itself non-dumpable (no
+# /proc/<pid>/fd, /proc/<pid>/mem or ptrace for the child), reads {code, entrypoint,
+# cases, marker} on stdin, hands {code, entrypoint, cases} to the child and writes
+# one marked JSON line per reply of the child, the case index being the reply's
+# rank: all the code can say is one value or error per case. The child's own output
+# goes to stderr. The parent ends the way the child did (exit code or signal).
 HARNESS = r"""
-import json, os, sys
-request = json.loads(sys.stdin.buffer.read())
-marker = request["marker"]
-results = os.fdopen(os.dup(1), "w")
-os.dup2(2, 1)
-def emit(**item):
-    results.write(marker + json.dumps(item) + "\n")
-    results.flush()
+import ctypes, json, os, signal, sys
 def describe(exc):
-    return (type(exc).__name__ + ": " + str(exc))[:500]
-emit(started=True)
-scope = {"__name__": "candidate"}
-try:
-    exec(compile(request["code"], "<candidate>", "exec"), scope)
-    function = scope[request["entrypoint"]]
-except BaseException as exc:
-    emit(load_error=describe(exc))
-    raise SystemExit(0)
-for index, args in enumerate(request["cases"]):
     try:
-        value = function(*args)
+        return (type(exc).__name__ + ": " + str(exc))[:500]
+    except BaseException:
+        return type(exc).__name__
+def candidate(replies):
+    request = json.loads(sys.stdin.buffer.read())
+    pipe = os.fdopen(replies, "w")
+    def reply(**item):
+        try:
+            line = json.dumps(item)
+        except Exception:
+            line = json.dumps({"error": "return value is not JSON: "
+                               + repr(item.get("value"))[:200]})
+        pipe.write(line + "\n")
+        pipe.flush()
+    scope = {"__name__": "candidate"}
+    try:
+        exec(compile(request["code"], "<candidate>", "exec"), scope)
+        function = scope[request["entrypoint"]]
     except BaseException as exc:
-        emit(index=index, error=describe(exc))
-        continue
+        reply(load_error=describe(exc))
+        os._exit(0)
+    for args in request["cases"]:
+        try:
+            value = function(*args)
+        except BaseException as exc:
+            reply(error=describe(exc))
+            continue
+        reply(value=value)
+    pipe.close()
+    os._exit(0)
+def harness(child, requests, replies):
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE: 0
+    request = json.loads(sys.stdin.buffer.read())
+    marker = request.pop("marker")
+    results = os.fdopen(1, "w")
+    def emit(**item):
+        results.write(marker + json.dumps(item) + "\n")
+        results.flush()
+    emit(started=True)
     try:
-        emit(index=index, value=value)
-    except (TypeError, ValueError):
-        emit(index=index, error="return value is not JSON: " + repr(value)[:200])
-emit(done=True)
+        with os.fdopen(requests, "w") as pipe:
+            pipe.write(json.dumps(request))
+    except BrokenPipeError:
+        pass
+    total = len(request["cases"])
+    index = 0
+    with os.fdopen(replies, "rb") as pipe:
+        for line in pipe:
+            try:
+                item = json.loads(line)
+            except ValueError:
+                item = {"error": "unreadable reply"}
+            if not isinstance(item, dict):
+                item = {"error": "unreadable reply"}
+            if index == 0 and "load_error" in item:
+                emit(load_error=str(item["load_error"])[:500])
+                raise SystemExit(0)
+            if "value" in item:
+                emit(index=index, value=item["value"])
+            else:
+                emit(index=index, error=str(item.get("error"))[:500])
+            index += 1
+            if index == total:
+                break
+    status = os.waitpid(child, 0)[1]
+    if os.WIFSIGNALED(status):
+        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        os.kill(os.getpid(), os.WTERMSIG(status))
+    if index == total and os.waitstatus_to_exitcode(status) == 0:
+        emit(done=True)
+    results.close()
+    os._exit(os.waitstatus_to_exitcode(status))
+requests = os.pipe()
+replies = os.pipe()
+child = os.fork()
+if child == 0:
+    os.close(requests[1])
+    os.close(replies[0])
+    os.dup2(requests[0], 0)
+    os.close(requests[0])
+    os.dup2(2, 1)
+    candidate(replies[1])
+os.close(requests[0])
+os.close(replies[1])
+harness(child, requests[1], replies[0])
 """
 
 

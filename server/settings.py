@@ -8,8 +8,9 @@ environment variable, listed in the README.
 from __future__ import annotations
 
 import ipaddress
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -86,6 +87,9 @@ class Settings:
     model_api_base: str | None = None
     # Grades one process (a worker, or serve on the embedded default) runs at once.
     grading_concurrency: int = 64
+    # Code runs in the sandbox one process holds at once, whatever the grades at once
+    # (each run may take processes x address-space limit of memory; see README).
+    sandbox_concurrency: int = field(default_factory=lambda: _cpu_count())
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -159,6 +163,9 @@ class Settings:
             model_summary=env.get("MODEL_SUMMARY", str, None),
             model_api_base=env.get("MODEL_API_BASE", _http_url, None),
             grading_concurrency=env.get("GRADING_CONCURRENCY", _positive_int, 64),
+            sandbox_concurrency=env.get(
+                "SANDBOX_CONCURRENCY", _positive_int, _cpu_count()
+            ),
         )
 
 
@@ -226,6 +233,10 @@ def _jwt_secret(env: _Reader, *, shared: bool) -> Secret:
             f"must be at least {MIN_JWT_SECRET_BYTES} bytes for HS256, got {length}",
         )
     return Secret(value)
+
+
+def _cpu_count() -> int:
+    return os.cpu_count() or 1
 
 
 def _positive_int(value: str) -> int:

@@ -45,6 +45,7 @@ def grader_config(settings: Settings) -> GraderConfig:
         model_code=settings.model_code,
         model_summary=settings.model_summary,
         api_base=settings.model_api_base,
+        sandbox_concurrency=settings.sandbox_concurrency,
     )
 
 

@@ -7,108 +7,39 @@ Without ``bwrap`` these tests fail: run ``make system-deps``.
 
 from __future__ import annotations
 
-import os
-import shutil
 import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from bench.sandbox import main as bench_main, measure
-from evaluators import GraderConfig, SandboxUnavailable, build_grader
+from evaluators import SandboxUnavailable
 from evaluators.sandbox import BubblewrapSandbox, Outcome, SandboxLimits
-from protocol.definition import CodeQuestion
+from tests.integration._sandbox import (
+    errors,
+    grade,
+    leftover_sandboxes,
+    make_sandbox,
+    question,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
-
-LIMITS = SandboxLimits(cpu_s=1, wall_s=4, output_bytes=16_384)
-HARNESS_MARK = '"<candidate>"'
 
 
 @pytest.fixture
 def sandbox() -> BubblewrapSandbox:
-    if shutil.which("bwrap") is None:
-        pytest.fail("bubblewrap (bwrap) is missing: run `make system-deps`")
-    return BubblewrapSandbox(LIMITS)
-
-
-def question(cases: list[dict[str, Any]] | None = None) -> CodeQuestion:
-    return CodeQuestion.model_validate(
-        {
-            "type": "code",
-            "text": "Write add(a, b)",
-            "points": 10,
-            "time_limit_s": 60,
-            "tests": {
-                "entrypoint": "add",
-                "cases": cases
-                or [{"args": [1, 2], "expected": 3}, {"args": [2, 2], "expected": 4}],
-            },
-        }
-    )
-
-
-async def grade(sandbox: BubblewrapSandbox, code: str) -> dict[str, Any]:
-    """The offline grade of ``code``: its score and its tests feedback."""
-    grader = build_grader(GraderConfig(), runner=sandbox)
-    result = await grader.grade(question(), code)
-    tests = result.feedback["tests"]
-    assert isinstance(tests, dict)
-    return {"score": result.score, **tests}
-
-
-def _parent(pid: str) -> str | None:
-    try:
-        status = (Path("/proc") / pid / "status").read_text()
-    except OSError:
-        return None
-    for line in status.splitlines():
-        if line.startswith("PPid:"):
-            return line.split()[1]
-    return None
-
-
-def _descends_from_us(pid: str) -> bool:
-    """Only this test process's sandboxes count: other runs may share the machine."""
-    us = str(os.getpid())
-    seen: set[str] = set()
-    while pid not in ("0", "1") and pid not in seen:
-        if pid == us:
-            return True
-        seen.add(pid)
-        parent = _parent(pid)
-        if parent is None:
-            return False
-        pid = parent
-    return False
-
-
-def leftover_sandboxes() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if HARNESS_MARK in cmdline and _descends_from_us(entry.name):
-            found.append(entry.name)
-    return found
+    return make_sandbox()
 
 
 @pytest.fixture(autouse=True)
 def nothing_survives_a_run() -> Iterator[None]:
     yield
     assert leftover_sandboxes() == []
-
-
-def errors(feedback: dict[str, Any]) -> list[str]:
-    return [case.get("error") or "" for case in feedback["cases"]]
 
 
 async def test_a_correct_solution_passes(sandbox: BubblewrapSandbox) -> None:
@@ -336,13 +267,6 @@ def test_a_sandbox_dies_with_the_worker_that_started_it(tmp_path: Path) -> None:
         process.kill()
         process.wait()
     wait_until(lambda: not leftover_sandboxes())
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 async def test_a_broken_sandbox_is_an_error_not_a_score() -> None:

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 
+from server.grading.worker import grader_config
 from server.settings import DEV_JWT_SECRET, Settings, SettingsError
 
 SECRET = "s" * 40
@@ -90,6 +92,18 @@ def test_every_variable_is_read() -> None:
     assert settings.is_postgres
 
 
+def test_sandbox_runs_at_once_default_to_the_cpus_and_reach_the_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+
+    assert Settings().sandbox_concurrency == 6
+    assert Settings.from_environ({}).sandbox_concurrency == 6
+    configured = Settings.from_environ({"SANDBOX_CONCURRENCY": "3"})
+    assert configured.sandbox_concurrency == 3
+    assert grader_config(configured).sandbox_concurrency == 3
+
+
 def test_empty_values_count_as_unset() -> None:
     settings = Settings.from_environ({"REDIS_URL": "", "TICK_INTERVAL_MS": "  "})
 
@@ -122,6 +136,7 @@ def test_empty_values_count_as_unset() -> None:
         ("PUBLIC_URL", "interviews.example.com", "http:// or https://"),
         ("LOG_LEVEL", "LOUD", "one of DEBUG"),
         ("MODEL_API_BASE", "localhost:11434", "http:// or https://"),
+        ("SANDBOX_CONCURRENCY", "0", "positive integer"),
     ],
 )
 def test_malformed_value_names_the_variable_and_what_was_expected(
