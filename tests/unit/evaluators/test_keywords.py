@@ -13,9 +13,11 @@ from evaluators.keywords import (
 from tests.unit.evaluators._answers import (
     GENERIC_LIST,
     GOOD,
+    GOOD_BULLETS,
     KEYWORDS,
     PASTED,
     SAMPLE,
+    SHORT,
 )
 
 TOPIC = f"How does a database index speed up reads?\n{SAMPLE}"
@@ -131,6 +133,14 @@ def test_a_long_off_topic_answer_is_scaled_by_its_on_topic_share() -> None:
     assert found.used == ("b-tree", "lookup")
     assert found.share() < 0.1
     assert any("off topic" in reason for reason in found.reasons)
+
+
+def test_a_long_answer_that_stays_on_topic_is_not_scaled_down() -> None:
+    answer = f"{GOOD}\n{GOOD_BULLETS}\n{SHORT}"  # over three times the 25 needed
+
+    found = keyword_evidence(["lookup"], answer, topic=TOPIC)
+
+    assert (found.share(), found.reasons) == (1, ())
 
 
 def test_a_genuine_answer_gets_every_keyword_and_no_penalty() -> None:
