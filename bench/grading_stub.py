@@ -54,6 +54,8 @@ def stub_reply(schema: dict[str, Any], prompt: str = "") -> dict[str, Any]:
     required = set(schema.get("required", ()))
     if "semantic_score" in required:
         return {
+            "relevance": 1.0,
+            "keywords_explained": [],
             "semantic_score": 1.5,
             "feedback": "A reasonable answer.",
             "strengths": ["clear"],

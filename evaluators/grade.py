@@ -53,6 +53,9 @@ class Grade:
     results...). ``model`` names who graded (``"offline"`` for the offline grader,
     ``"rule:mcq"`` for exact matching), ``prompt_version`` the prompt template, ``raw``
     the model's raw judgement (``None`` without a model), for audit and re-runs.
+    ``provisional`` is true when a heuristic graded where a model would have judged
+    (the offline grader): the score stands, and recruiters are asked to confirm or
+    override it.
     """
 
     score: float
@@ -61,11 +64,15 @@ class Grade:
     model: str
     prompt_version: str
     raw: str | None = None
+    provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class QuestionResult:
-    """What the summary model sees of one question: structured, never the raw answer."""
+    """What the summary model sees of one question: structured, never the raw answer.
+
+    ``provisional``: the score is a heuristic's that no person has confirmed yet.
+    """
 
     index: int
     type: str
@@ -75,6 +82,7 @@ class QuestionResult:
     status: EvaluationStatus
     time_expired: bool
     highlights: Sequence[str] = field(default_factory=tuple)
+    provisional: bool = False
 
 
 @dataclass(frozen=True, slots=True)

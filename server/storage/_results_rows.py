@@ -3,6 +3,8 @@
 
 Recruiters see both scores of an answer: the model's (``model_score``) and their own
 correction (``override_score``); ``score`` is the effective one, the override when set.
+``provisional`` says the effective score is a heuristic's (the offline grader's) that
+no person has confirmed: an override confirms it.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ class AnswerRecord:
     override_note: str | None
     overridden_by: str | None
     overridden_at: int | None
+    provisional: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +156,11 @@ class SessionDetail:
 def effective_score(row: Record) -> float | None:
     override: float | None = row["override_score"]
     return row["score"] if override is None else override
+
+
+def provisional(row: Record) -> bool:
+    """The effective score is a heuristic's and no person has overridden it."""
+    return bool(row["provisional"]) and row["override_score"] is None
 
 
 def session_summary(row: Record) -> SessionSummary:
@@ -201,6 +209,7 @@ def answer_record(row: Record, question: QuestionDef) -> AnswerRecord:
         override_note=row["override_note"],
         overridden_by=row["overridden_by"],
         overridden_at=row["overridden_at"],
+        provisional=provisional(row),
     )
 
 
@@ -220,4 +229,5 @@ def question_result(row: Record, question: QuestionDef) -> QuestionResult:
         score=effective_score(row) or 0.0,
         status=EvaluationStatus(row["evaluation_status"]),
         time_expired=bool(row["time_expired"]),
+        provisional=provisional(row),
     )

@@ -24,12 +24,15 @@ from protocol.ids import Millis, SessionId
 from server.storage._results_rows import Totals
 from server.storage.tables import answers, audit_log, sessions
 
-UNGRADED = dict.fromkeys(
-    (
-        *("score", "feedback", "model", "prompt_version", "raw_judgement"),
-        *("review_reason", "evaluated_at", "enqueued_at", "retry_at"),
-    )
-)
+UNGRADED = {
+    **dict.fromkeys(
+        (
+            *("score", "feedback", "model", "prompt_version", "raw_judgement"),
+            *("review_reason", "evaluated_at", "enqueued_at", "retry_at"),
+        )
+    ),
+    "provisional": False,
+}
 """The grading columns re-evaluation clears (overrides are kept)."""
 
 UNSUMMARISED = dict.fromkeys(
@@ -191,7 +194,8 @@ def ids_match(
 
 def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:
     """One guarded UPDATE storing many grades, for PostgreSQL: a row per grade of
-    (session, index, score, feedback, model, prompt version, raw judgement) arrives
+    (session, index, score, feedback, model, prompt version, raw judgement,
+    provisional) arrives
     as arrays (``UPDATE ... FROM unnest(...)``, which SQLite lacks); it returns the
     keys of the answers it changed, the ones still pending."""
     columns = list(zip(*rows, strict=True))
@@ -204,6 +208,7 @@ def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:
             _array("grade_models", columns[4], sa.Text),
             _array("grade_prompts", columns[5], sa.Text),
             _array("grade_raw", columns[6], sa.Text),
+            _array("grade_provisional", columns[7], sa.Boolean),
         )
         .table_valued(
             "session_id",
@@ -213,6 +218,7 @@ def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:
             "model",
             "prompt_version",
             "raw_judgement",
+            "provisional",
         )
         .render_derived()
     )
@@ -230,6 +236,7 @@ def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:
             model=grades.c.model,
             prompt_version=grades.c.prompt_version,
             raw_judgement=grades.c.raw_judgement,
+            provisional=grades.c.provisional,
             review_reason=None,
             evaluated_at=now,
             grading_attempts=answers.c.grading_attempts + 1,

@@ -469,6 +469,7 @@ def _grade_rows(
             outcome.grade.model,
             outcome.grade.prompt_version,
             outcome.grade.raw,
+            outcome.grade.provisional,
         )
         for (session_id, index), outcome in outcomes
         if isinstance(outcome, Graded)
@@ -488,6 +489,7 @@ def _outcome_statement(
                 "model": grade.model,
                 "prompt_version": grade.prompt_version,
                 "raw_judgement": grade.raw,
+                "provisional": grade.provisional,
                 "review_reason": None,
                 "evaluated_at": now,
             }

@@ -161,6 +161,8 @@ answers = sa.Table(
     sa.Column("override_note", sa.Text, nullable=True),
     sa.Column("overridden_by", sa.Text, nullable=True),
     sa.Column("overridden_at", sa.BigInteger, nullable=True),
+    # Migration 0003: graded by a heuristic where a model would have judged.
+    sa.Column("provisional", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("session_id", "question_index", name="uq_answers_question"),
     sa.Index(
         "ix_answers_pending",

@@ -50,5 +50,7 @@ async def test_a_finished_interview_is_graded_offline_and_summarised(
     ] * 3
     assert answers_graded[0]["score"] == 5  # the MCQ: exact match, full points
     assert all(answer["model"] for answer in answers_graded)
+    # offline grades of the short answer and the code wait for a person
+    assert [answer["provisional"] for answer in answers_graded] == [False, True, True]
     assert body["max_score"] == 15
     assert [session["status"] for session in listed["sessions"]] == ["evaluated"]

@@ -36,6 +36,9 @@ class FakeClock:
 class FakeGrader:
     """MCQ by exact match, everything else half the points; failures are scripted.
 
+    Grades other than MCQ are ``provisional`` when that attribute is set, as the
+    offline grader's are.
+
     ``failures[type]`` lists what grading a question of that type raises, one per
     call, before it succeeds; ``summary_failures`` likewise for summaries. After
     ``meet(n)``, each ``grade`` call waits until ``n`` calls are in flight, so that
@@ -48,6 +51,7 @@ class FakeGrader:
         self.graded: list[tuple[str, str]] = []
         self.summarised: list[tuple[QuestionResult, ...]] = []
         self.together = 0
+        self.provisional = False
         self._arrived = 0
         self._all_arrived = asyncio.Event()
         self._arrival = asyncio.Event()
@@ -70,7 +74,14 @@ class FakeGrader:
                 score, question.points, {"correct": score > 0}, "rule:mcq", "1"
             )
         feedback = {"strengths": ["fake"]}
-        return Grade(question.points / 2, question.points, feedback, "fake", "fake/1")
+        return Grade(
+            question.points / 2,
+            question.points,
+            feedback,
+            "fake",
+            "fake/1",
+            provisional=self.provisional,
+        )
 
     async def arrived(self, calls: int) -> None:
         """Until ``calls`` grade calls are waiting at the rendezvous of ``meet``."""

@@ -440,6 +440,26 @@ async def test_an_override_recomputes_the_totals_keeps_the_model_score_and_is_au
     assert harness.kinds(session_id)[-1] == "score_overridden"
 
 
+async def test_a_provisional_grade_is_shown_until_an_override_confirms_it(
+    harness: Harness,
+) -> None:
+    harness.grader.provisional = True
+    session_id = await harness.complete()
+    await harness.settle()
+
+    detail = await harness.detail(session_id)
+    assert [answer.provisional for answer in detail.answers] == [False, True, True]
+    [results] = harness.grader.summarised
+    assert [result.provisional for result in results] == [False, True, True]
+
+    await harness.service.override(
+        harness.interview.id, session_id, 1, score=5, note="", by="recruiter:rita"
+    )
+
+    detail = await harness.detail(session_id)
+    assert [answer.provisional for answer in detail.answers] == [False, False, True]
+
+
 async def test_reevaluation_grades_the_attempt_again_and_keeps_overrides(
     harness: Harness,
 ) -> None:

@@ -182,6 +182,8 @@ async def test_a_good_judgement_becomes_a_grade(setup: Setup) -> None:
     schema = body["response_format"]["json_schema"]
     assert schema["strict"] is True
     assert schema["schema"]["required"] == [
+        "relevance",
+        "keywords_explained",
         "semantic_score",
         "feedback",
         "strengths",

@@ -127,8 +127,18 @@ def code(
     return CodeQuestion.model_validate(data)
 
 
-def short_judgement(score: float, **extra: Any) -> dict[str, Any]:
+def short_judgement(
+    score: float,
+    *,
+    relevance: float = 1.0,
+    explained: Sequence[str] = ("atomicity", "isolation"),
+    **extra: Any,
+) -> dict[str, Any]:
+    """A model's judgement of a short answer; by default a genuine answer that
+    explains both keywords of :func:`short_answer`."""
     return {
+        "relevance": relevance,
+        "keywords_explained": list(explained),
         "semantic_score": score,
         "feedback": "fine",
         "strengths": ["clear"],

@@ -9,24 +9,116 @@ from evaluators.grade import EvaluationStatus, QuestionResult, Recommendation
 from evaluators.offline import (
     MODEL,
     NOTICE,
+    REVIEW,
     grade_code_offline,
     grade_short_answer_offline,
     summarise_offline,
 )
 from evaluators.summary import recommendation_for
-from tests.unit.evaluators._fakes import FakeCompleter, FakeRunner, code, short_answer
+from tests.unit.evaluators import _answers as answers
+from tests.unit.evaluators._answers import KEYWORDS, SAMPLE, index_question
+from tests.unit.evaluators._fakes import (
+    FakeCompleter,
+    FakeRunner,
+    code,
+    mcq,
+    short_answer,
+)
 
 EVALUATED = EvaluationStatus.EVALUATED
 NEEDS_REVIEW = EvaluationStatus.NEEDS_REVIEW
 
 
 def test_short_answers_are_graded_by_keyword_coverage() -> None:
-    grade = grade_short_answer_offline(short_answer(points=10), "Atomicity, mostly.")
+    answer = "Atomicity means that a transaction happens completely or not at all."
+
+    grade = grade_short_answer_offline(short_answer(points=10), answer)
 
     assert grade.score == 5
     assert grade.model == MODEL == "offline"
     assert grade.feedback["notice"] == NOTICE == "graded offline: no model configured"
     assert grade.raw is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        answers.GENERIC_LIST,
+        answers.PASTED,
+        answers.PASTED_LINES,
+        answers.REPEATED,
+        answers.TEMPLATED,
+        answers.SENTENCE_THEN_LIST,
+    ],
+    ids=["56 generic words", "keywords", "keyword lines", "repeated", "templated",
+         "a sentence then a list"],
+)  # fmt: skip
+def test_listing_words_earns_at_most_a_tenth(answer: str) -> None:
+    grade = grade_short_answer_offline(index_question(points=10), answer)
+
+    assert grade.score <= 1
+    assert grade.feedback["reasons"]
+
+
+def test_listed_keywords_are_named_in_the_feedback() -> None:
+    grade = grade_short_answer_offline(index_question(), answers.GENERIC_LIST)
+
+    assert grade.score == 0
+    assert grade.feedback["keywords_used"] == []
+    assert grade.feedback["keywords_listed"] == list(KEYWORDS)
+    assert grade.feedback["keywords_total"] == 4
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [answers.GOOD, answers.GOOD_BULLETS, answers.SHORT],
+    ids=["paragraph", "bullets", "one sentence"],
+)
+def test_genuine_answers_still_get_full_marks(answer: str) -> None:
+    grade = grade_short_answer_offline(index_question(points=10), answer)
+
+    assert grade.score == 10
+    assert grade.feedback["keywords_used"] == list(KEYWORDS)
+    assert grade.feedback["reasons"] == []
+
+
+@pytest.mark.parametrize(
+    ("answer", "at_most"),
+    [("", 0), (answers.OFF_TOPIC, 0), (answers.OFF_TOPIC_WITH_KEYWORDS, 3)],
+    ids=["empty", "off-topic essay", "off-topic essay with a keyword sentence"],
+)
+def test_empty_and_off_topic_answers_earn_little(answer: str, at_most: float) -> None:
+    grade = grade_short_answer_offline(index_question(points=10), answer)
+
+    assert grade.score <= at_most
+
+
+def test_offline_grades_are_provisional_where_a_model_would_have_judged() -> None:
+    short = grade_short_answer_offline(index_question(), answers.GOOD)
+
+    assert short.provisional is True
+    assert short.feedback["review"] == REVIEW
+    assert "confirm or override" in REVIEW
+
+
+async def test_offline_code_grades_are_provisional_and_mcq_grades_are_not() -> None:
+    grader = build_grader(GraderConfig(), runner=FakeRunner())
+
+    written = await grader.grade(code(), "def add(a, b): return a + b")
+    chosen = await grader.grade(mcq(), "b")
+
+    assert written.provisional is True
+    assert chosen.provisional is False
+
+
+def test_a_list_of_the_reference_words_earns_nothing() -> None:
+    question = short_answer([], points=10, sample_solution=SAMPLE)
+
+    listed = grade_short_answer_offline(question, SAMPLE.replace(" ", ", "))
+    genuine = grade_short_answer_offline(question, answers.GOOD)
+
+    assert listed.score == 0
+    assert genuine.score >= 3
 
 
 def test_without_keywords_the_reference_words_are_compared() -> None:
@@ -110,11 +202,30 @@ def test_the_offline_summary_says_where_it_came_from() -> None:
     assert "1 of 2 questions received full marks, and 1 await review" in summary.text
 
 
+def test_the_offline_summary_counts_the_provisional_scores() -> None:
+    results = [
+        QuestionResult(
+            0, "short_answer", "easy", 5, 5, EvaluationStatus.EVALUATED, False
+        ),
+        QuestionResult(
+            1, "code", "hard", 15, 5, EvaluationStatus.EVALUATED, False, (), True
+        ),
+    ]
+
+    summary = summarise_offline(title="Backend", results=results)
+
+    assert "(1 with a provisional score)" in summary.text
+
+
 async def test_build_grader_without_models_grades_offline_and_never_asks() -> None:
     completer = FakeCompleter()
     grader = build_grader(GraderConfig(), completer=completer, runner=FakeRunner())
 
-    short = await grader.grade(short_answer(), "atomicity isolation")
+    short = await grader.grade(
+        short_answer(),
+        "Atomicity makes a transaction all or nothing, and isolation keeps "
+        "concurrent transactions from seeing each other's partial work.",
+    )
     written = await grader.grade(code(), "def add(a, b): return a + b")
     summary = await grader.summarise(title="t", results=[])
 

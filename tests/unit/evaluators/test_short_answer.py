@@ -13,6 +13,8 @@ from evaluators.short_answer import (
     ShortAnswerJudgement,
     keywords_found,
 )
+from tests.unit.evaluators import _answers as answers
+from tests.unit.evaluators._answers import KEYWORDS, index_question
 from tests.unit.evaluators._fakes import (
     FakeCompleter,
     counting_delimiters,
@@ -61,6 +63,69 @@ async def test_keywords_give_half_and_the_model_the_other_half() -> None:
     assert grade.model == MODEL
     assert grade.prompt_version == SHORT_ANSWER_VERSION
     assert grade.raw == json.dumps(short_judgement(4))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [answers.GENERIC_LIST, answers.PASTED, answers.REPEATED],
+    ids=["56 generic words", "keywords", "repeated keywords"],
+)
+async def test_a_list_of_words_earns_no_keyword_credit_the_model_does_not_grant(
+    answer: str,
+) -> None:
+    completer = FakeCompleter(short_judgement(0.5, relevance=0, explained=[]))
+
+    grade = await grader(completer).grade(index_question(points=10), answer)
+
+    assert grade.score == 0.5
+    assert grade.feedback["keyword_score"] == 0
+    assert grade.feedback["keywords_found"] == list(KEYWORDS)
+    assert grade.feedback["keywords_confirmed"] == []
+
+
+async def test_keyword_credit_is_scaled_by_the_models_relevance() -> None:
+    lenient = short_judgement(0, relevance=0.1, explained=KEYWORDS)
+
+    grade = await grader(FakeCompleter(lenient)).grade(
+        index_question(points=10), answers.PASTED
+    )
+
+    assert grade.score == pytest.approx(0.5)
+    assert grade.feedback["relevance"] == 0.1
+
+
+async def test_a_genuine_answer_gets_the_keyword_half_and_the_models_score() -> None:
+    completer = FakeCompleter(short_judgement(4.5, explained=KEYWORDS))
+
+    grade = await grader(completer).grade(index_question(points=10), answers.GOOD)
+
+    assert grade.score == 5 + 4.5
+    assert grade.feedback["keywords_confirmed"] == list(KEYWORDS)
+
+
+async def test_keywords_count_only_when_both_present_and_confirmed() -> None:
+    judged = short_judgement(0, explained=["LOOKUP", "b-tree", "scan", "hash map"])
+
+    grade = await grader(FakeCompleter(judged)).grade(
+        index_question(points=10), "A lookup reads a few pages instead of a scan."
+    )
+
+    # b-tree is confirmed but absent, storage present nowhere, hash map not expected
+    assert grade.feedback["keywords_confirmed"] == ["lookup", "scan"]
+    assert grade.score == 2.5
+
+
+@pytest.mark.parametrize(("relevance", "held"), [(3, 1), (-1, 0)])
+async def test_relevance_is_held_within_0_and_1(relevance: float, held: float) -> None:
+    judged = short_judgement(0, relevance=relevance)
+
+    grade = await grader(FakeCompleter(judged)).grade(
+        short_answer(points=10), "Atomicity and isolation are two of the properties."
+    )
+
+    assert grade.feedback["relevance"] == held
+    assert grade.score == 5 * held
+    assert grade.feedback["clamped"] is True
 
 
 async def test_without_keywords_the_model_judges_all_points() -> None:
@@ -128,3 +193,16 @@ async def test_the_answer_reaches_the_model_fenced_and_the_schema_is_sent() -> N
     assert "untrusted" in request.system
     assert request.schema is ShortAnswerJudgement
     assert request.model == MODEL
+
+
+async def test_the_keywords_reach_the_model_as_a_rubric_outside_the_fence() -> None:
+    completer = FakeCompleter(short_judgement(1))
+
+    await grader(completer).grade(short_answer(), "atomicity, isolation")
+
+    before, fenced = completer.prompt.split("<<<DATA d0>>>")
+    after = fenced.split("<<<END d0>>>")[1]
+    assert "Expected keywords: atomicity, isolation" in before
+    assert "keywords_explained" in after and "relevance" in after
+    assert "only named, listed or repeated is not explained" in after
+    assert "list of terms" in after
