@@ -1,16 +1,20 @@
-"""Who may start or restart an attempt (PROTOCOL.md section 1, ``start``/``restart``).
+"""Who may start, restart or attach to an attempt (PROTOCOL.md section 1, ``start``,
+``restart``, ``resume``).
 
 The shell gathers the facts (the interview, is the candidate invited, what is in
 progress, how many attempts were used, a fresh session id, the time) and
 :func:`admit_start` / :func:`admit_restart` decide: the new :class:`Attempt` to store,
 or the :class:`Refusal` to send. :func:`decide_start` and :func:`decide_restart` are
-the refusal rules alone.
+the refusal rules alone. :func:`decide_attach` says how ``resume`` may take the
+attempt's lock.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
+from protocol import lease as leases
 from protocol.attempt import Attempt, begin
 from protocol.definition import InterviewDefinition
 from protocol.errors import ErrorCode
@@ -145,3 +149,40 @@ def admit_restart(
         grace_ms=active.grace_ms,
         now=now,
     )
+
+
+class Attach(enum.Enum):
+    """How a connection may take an attempt's lock (:func:`decide_attach`)."""
+
+    FREE = "free"
+    """Only if no other connection holds it; else ``session_locked``."""
+    TAKEOVER = "takeover"
+    """From whoever holds it (``resume{takeover:true}``): the holder is superseded."""
+    REATTACH = "reattach"
+    """From whoever holds it, without asking: the client showed the lease of the
+    attempt's last attach, so it is that client back (its old connection vanished,
+    or its instance crashed, and may still hold the lock)."""
+
+
+def decide_attach(
+    *,
+    takeover: bool,
+    lease: str | None,
+    key: bytes,
+    current: leases.Attachment | None,
+) -> Attach:
+    """How ``resume{takeover, lease}`` may take the attempt's lock.
+
+    Args:
+        takeover: the client asked to take the attempt over.
+        lease: the lease the client sent, if any.
+        key: the lease key (:func:`protocol.lease.derive_key`).
+        current: the attempt's last attach (its owner epoch now) by the asking
+            candidate; ``None`` when unknown.
+
+    A lease that does not name ``current`` (someone attached since, another
+    candidate's, forged) counts as no lease at all.
+    """
+    if lease is not None and current is not None and leases.names(key, current, lease):
+        return Attach.REATTACH
+    return Attach.TAKEOVER if takeover else Attach.FREE

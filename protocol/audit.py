@@ -90,6 +90,18 @@ def attached(actor: str, now: Millis, *, taken_over: bool) -> AuditEntry:
     return AuditEntry(at=now, actor=actor, kind=kind)
 
 
+def reattached(actor: str, now: Millis, *, taken_over: bool) -> AuditEntry:
+    """The entry of a client re-attaching with its lease (nobody attached since):
+    an attach, with ``"lease": true``.
+
+    Args:
+        taken_over: the lock was taken from the client's own old connection (or its
+            crashed instance), which had not let go yet.
+    """
+    data = {"lease": True, "taken_over": taken_over}
+    return AuditEntry(at=now, actor=actor, kind=AuditKind.ATTACHED, data=data)
+
+
 def detached(actor: str, now: Millis, close_code: int | None) -> AuditEntry:
     """The entry of a connection letting go of its attempt, with its close code."""
     data = {"close_code": close_code}

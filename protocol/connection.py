@@ -22,7 +22,8 @@ Transitions of :class:`Phase` (only this module assigns it)::
     AUTHENTICATING -> READY      receive_active, after receive_authenticated (a
                                  candidate token)
     AUTHENTICATING -> CLOSED     bad or missing token, wrong role, auth timeout
-    READY          -> ATTACHED   receive_attached
+    READY          -> ATTACHED   receive_attached (with the attachment's lease, which
+                                 every ``state`` carries)
     ATTACHED       -> READY      the attempt was abandoned elsewhere
     any            -> CLOSED     completed, superseded, flooding, shell shutdown
 """
@@ -148,6 +149,8 @@ class CandidateProtocol:
         self.max_answer_chars = max_answer_chars
         self.user: User | None = None
         self.attempt: Attempt | None = None
+        self.lease = ""
+        """The lease of the last attach (:mod:`protocol.lease`), sent in ``state``."""
         self.close_code: int | None = None
         self.close_reason = ""
         self.failure: InvalidMessage | None = None
@@ -247,7 +250,7 @@ class CandidateProtocol:
             case Start():
                 self._effects.append(StartAttempt(frame.interview_id))
             case Resume():
-                self._effects.append(AttachAttempt(frame.takeover))
+                self._effects.append(AttachAttempt(frame.takeover, frame.lease))
             case Restart():
                 self._effects.append(RestartAttempt(None))
             case _:
@@ -269,7 +272,7 @@ class CandidateProtocol:
                 message = "an attempt is in progress: resume it"
                 self._error(ErrorCode.ALREADY_IN_PROGRESS, message)
             case Resume():
-                self._messages.append(frames.state(attempt, now))
+                self._messages.append(self._state(attempt, now))
             case Restart():
                 self._effects.append(RestartAttempt(attempt))
             case _:  # pragma: no cover - Auth and Ping are handled by _dispatch
@@ -445,11 +448,13 @@ class CandidateProtocol:
         """The token is missing, malformed, badly signed or expired."""
         self._unauthenticated(reason)
 
-    def receive_attached(self, attempt: Attempt, now: Millis) -> None:
-        """The shell attached this connection to ``attempt`` (it holds the lock)."""
+    def receive_attached(self, attempt: Attempt, now: Millis, *, lease: str) -> None:
+        """The shell attached this connection to ``attempt`` (it holds the lock);
+        ``lease`` names this attach (:func:`protocol.lease.issue`)."""
         if self.phase is Phase.AUTHENTICATING or self.phase is Phase.CLOSED:
             raise InvalidState(f"cannot attach in phase {self.phase.value}")
         self.attempt = attempt
+        self.lease = lease
         self.phase = Phase.ATTACHED
         self._announce(attempt, now)
 
@@ -513,7 +518,7 @@ class CandidateProtocol:
         if fresh.status.value == "abandoned":
             self.attempt = None
             self.phase = Phase.READY
-            self._messages.append(frames.state(fresh, now))
+            self._messages.append(self._state(fresh, now))
             return
         new_answers = change_between(before, fresh).answers
         self.attempt = fresh
@@ -523,7 +528,7 @@ class CandidateProtocol:
         if not fresh.in_progress:
             self._finish(fresh)
         elif new_answers:
-            self._messages.append(frames.state(fresh, now))
+            self._messages.append(self._state(fresh, now))
 
     def receive_shutdown(self) -> None:
         """The shell is closing the socket (server restart, client gone)."""
@@ -548,7 +553,7 @@ class CandidateProtocol:
         change = change_between(before, after)
         moved = change.advances
         show_state = after.in_progress and (moved or resend)
-        extra = [frames.state(after, now)] if show_state else []
+        extra = [self._state(after, now)] if show_state else []
         if not moved:
             if audit:
                 self._effects.append(RecordAudit(tuple(audit)))
@@ -566,9 +571,12 @@ class CandidateProtocol:
 
     def _announce(self, attempt: Attempt, now: Millis) -> None:
         if attempt.in_progress:
-            self._messages.append(frames.state(attempt, now))
+            self._messages.append(self._state(attempt, now))
         else:
             self._finish(attempt)
+
+    def _state(self, attempt: Attempt, now: Millis) -> str:
+        return frames.state(attempt, now, lease=self.lease)
 
     def _finish(self, attempt: Attempt) -> None:
         self._messages.append(frames.completed(attempt))

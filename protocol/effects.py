@@ -36,9 +36,11 @@ class StartAttempt:
 
 @dataclass(frozen=True, slots=True)
 class AttachAttempt:
-    """Attach to the caller's attempt in progress (``resume``)."""
+    """Attach to the caller's attempt in progress (``resume``); ``lease`` is the one
+    the client sent, for :func:`protocol.admission.decide_attach`."""
 
     takeover: bool
+    lease: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,8 +36,9 @@ def question_out(view: QuestionView) -> QuestionOut:
     )
 
 
-def state(attempt: Attempt, now: Millis) -> str:
-    """The ``state`` frame: only the current question, with its deadline and draft."""
+def state(attempt: Attempt, now: Millis, *, lease: str) -> str:
+    """The ``state`` frame: only the current question, with its deadline and draft,
+    and the ``lease`` of the connection's attachment (:mod:`protocol.lease`)."""
     current = attempt.in_progress
     draft = attempt.draft
     if draft is not None and draft.question_index != attempt.question_index:
@@ -55,6 +56,7 @@ def state(attempt: Attempt, now: Millis) -> str:
             server_time=now,
             draft=draft.text if current and draft is not None else None,
             attempt=attempt.number,
+            lease=lease,
         )
     )
 

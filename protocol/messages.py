@@ -50,10 +50,12 @@ class Start(Frame):
 
 
 class Resume(Frame):
-    """Attach to the caller's in-progress attempt, optionally taking it over."""
+    """Attach to the caller's in-progress attempt, optionally taking it over; with
+    the ``lease`` of its last ``state``, at once if nobody attached since."""
 
     type: Literal["resume"] = "resume"
     takeover: StrictBool = False
+    lease: StrictStr | None = None
 
 
 class Restart(Frame):
@@ -223,6 +225,8 @@ class State(Frame):
     server_time: int
     draft: str | None
     attempt: int
+    lease: str
+    """Opaque; names this attachment (``resume{lease}`` re-attaches with it)."""
 
 
 class Tick(Frame):

@@ -28,8 +28,8 @@ from typing import assert_never
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from protocol import admission, audit
-from protocol.admission import Refusal
+from protocol import admission, audit, lease as leases
+from protocol.admission import Attach, Refusal
 from protocol.attempt import Attempt
 from protocol.audit import AuditEntry
 from protocol.connection import (
@@ -116,6 +116,7 @@ class CandidateConnection:
         self.storage = services.storage
         self.clock = services.clock
         self.holder = uuid.uuid4().hex
+        self.lease_key = leases.derive_key(str(settings.jwt_secret))
         self.protocol = CandidateProtocol(
             now=self.clock(),
             tick_interval_ms=settings.tick_interval_ms,
@@ -293,8 +294,8 @@ class CandidateConnection:
                     self.protocol.receive_active(active, now)
                 case StartAttempt(interview_id):
                     await self._start(InterviewId(interview_id), now)
-                case AttachAttempt(takeover):
-                    await self._resume(takeover, now)
+                case AttachAttempt(takeover, lease):
+                    await self._resume(takeover, lease, now)
                 case RestartAttempt(current):
                     await self._restart(current, now)
                 case Commit():
@@ -327,9 +328,18 @@ class CandidateConnection:
     async def _start(self, interview_id: InterviewId, now: Millis) -> None:
         await self._enter(await self._lobby().start(interview_id, now), now)
 
-    async def _resume(self, takeover: bool, now: Millis) -> None:
+    async def _resume(self, takeover: bool, lease: str | None, now: Millis) -> None:
         outcome = await self._lobby().resume(now)
-        await self._enter(outcome, now, takeover=takeover)
+        if isinstance(outcome, Refusal):
+            self._refuse(outcome)
+            return
+        current = None
+        if lease is not None:  # the epoch matters only to a lease
+            current = await self._attachment(outcome.session_id)
+        how = admission.decide_attach(
+            takeover=takeover, lease=lease, key=self.lease_key, current=current
+        )
+        await self._attach(outcome, now, how=how)
 
     async def _restart(self, current: Attempt | None, now: Millis) -> None:
         outcome = await self._lobby().restart(current, now, self._superseded)
@@ -337,13 +347,11 @@ class CandidateConnection:
             await self._refresh(current.session_id, now)  # it ended meanwhile
         await self._enter(outcome, now)
 
-    async def _enter(
-        self, outcome: Attempt | Refusal, now: Millis, *, takeover: bool = False
-    ) -> None:
+    async def _enter(self, outcome: Attempt | Refusal, now: Millis) -> None:
         if isinstance(outcome, Refusal):
             self._refuse(outcome)
         else:
-            await self._attach(outcome, now, takeover=takeover)
+            await self._attach(outcome, now)
 
     async def _refresh(self, session_id: SessionId, now: Millis) -> None:
         fresh = await self.storage.load_attempt(session_id)
@@ -354,32 +362,54 @@ class CandidateConnection:
 
     # -- attaching ----------------------------------------------------------------
 
-    async def _attach(self, attempt: Attempt, now: Millis, *, takeover: bool) -> None:
+    async def _attachment(self, session_id: SessionId) -> leases.Attachment | None:
+        """The attempt's last attach, by this candidate (what a valid lease names)."""
+        epoch = await self.storage.owner_epoch(session_id)
+        user = self.protocol.user
+        if epoch is None or user is None:
+            return None
+        return leases.Attachment(session_id, epoch, user.id)
+
+    async def _attach(
+        self, attempt: Attempt, now: Millis, *, how: Attach = Attach.FREE
+    ) -> None:
         attached = self.protocol.attempt
         if attached is not None and attached.session_id == attempt.session_id:
-            self.protocol.receive_attached(attempt, now)
+            self.protocol.receive_attached(attempt, now, lease=self.protocol.lease)
             return
         acquired = await self.services.lock.acquire(
             attempt.session_id,
             self.holder,
-            takeover=takeover,
+            takeover=how is not Attach.FREE,
             on_superseded=self._superseded,
         )
         if acquired is Acquired.LOCKED:
             self._refuse(admission.LOCKED)
             return
         await self._release()
-        self.fence = await self.storage.claim(attempt.session_id)
+        self.fence = fence = await self.storage.claim(attempt.session_id)
         self.services.metrics.attached.inc()
-        taken_over = acquired is Acquired.TAKEN_OVER
-        entry = audit.attached(self.protocol.actor, now, taken_over=taken_over)
-        await self.storage.append_audit(attempt.session_id, [entry])
+        await self._record_attach(attempt.session_id, acquired, how, now)
         self.subscription = self.services.bus.subscribe(
             attempt.session_id, self._on_bus
         )
         fresh = await self.storage.load_attempt(attempt.session_id) or attempt
-        self.protocol.receive_attached(fresh, now)
+        assert self.protocol.user is not None  # attaching needs a candidate
+        attachment = leases.Attachment(attempt.session_id, fence, self.protocol.user.id)
+        lease = leases.issue(self.lease_key, attachment)
+        self.protocol.receive_attached(fresh, now, lease=lease)
         self.log.info("attached to session %s", attempt.session_id)
+
+    async def _record_attach(
+        self, session_id: SessionId, acquired: Acquired, how: Attach, now: Millis
+    ) -> None:
+        actor = self.protocol.actor
+        taken_over = acquired is Acquired.TAKEN_OVER
+        if how is Attach.REATTACH:
+            entry = audit.reattached(actor, now, taken_over=taken_over)
+        else:
+            entry = audit.attached(actor, now, taken_over=taken_over)
+        await self.storage.append_audit(session_id, [entry])
 
     async def _release(self) -> None:
         """Give up the attempt this connection holds, if any."""

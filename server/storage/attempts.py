@@ -106,6 +106,7 @@ class Storage(Protocol):
         abandon: Attempt | None = None,
     ) -> None: ...
     async def claim(self, session_id: SessionId) -> int: ...
+    async def owner_epoch(self, session_id: SessionId) -> int | None: ...
     async def commit(
         self,
         change: Change,
@@ -306,6 +307,14 @@ class DatabaseStorage:
         if row is None:
             raise Conflict(f"no attempt {session_id}")
         return int(row["owner_epoch"])
+
+    @translated
+    async def owner_epoch(self, session_id: SessionId) -> int | None:
+        """The epoch of the attempt's last :meth:`claim` (its last attach); ``None``
+        when there is no such attempt."""
+        statement = sa.select(sessions.c.owner_epoch).where(sessions.c.id == session_id)
+        value = await self.database.fetch_val(statement)
+        return None if value is None else int(value)
 
     @translated
     async def commit(

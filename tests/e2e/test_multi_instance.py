@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,8 @@ pytestmark = pytest.mark.e2e
 TICK_MS = 200
 PUSH_SLACK_MS = 300 * TIME_FACTOR
 """How late after its cause a push may arrive on a loaded machine."""
+LOCK_LEASE_S = 10.0
+"""How long a crashed instance's Redis lock lease lasts (server/cluster/lock.py)."""
 
 
 @dataclass
@@ -232,3 +235,42 @@ async def test_an_instance_killed_mid_interview_loses_no_acknowledged_answer(
         assert len(acknowledged) == 3
         await back.send({"type": "answer", "question_index": 3, "answer": "more"})
         assert (await back.expect("answer_ack"))["status"] == "accepted"
+
+
+async def test_after_a_crash_the_lease_resumes_on_another_instance_at_once(
+    cluster: Cluster,
+) -> None:
+    async with cluster.instance("b") as b:
+        async with cluster.instance("a") as a:
+            interview = await a.server.interview([60, 60])
+            alice = await a.server.candidate()
+            await alice.send({"type": "start", "interview_id": interview})
+            state = await alice.expect("state")
+
+            await a.kill()
+            killed_at = time.monotonic()
+            assert await alice.closed() == 1006
+
+        # The dead instance's Redis lease still holds the lock: a plain resume is
+        # locked out until it lapses ...
+        other = await b.server.candidate()
+        await other.send({"type": "resume"})
+        await other.expect_error("session_locked")
+        # ... but the client with the lease of its last state is back at once.
+        back = await b.server.candidate()
+        await back.send({"type": "resume", "lease": state["lease"]})
+        resumed = await back.receive()
+        waited_s = time.monotonic() - killed_at
+
+        assert resumed["type"] == "state", resumed
+        assert waited_s < LOCK_LEASE_S
+        assert resumed["session_id"] == state["session_id"]
+        assert resumed["question_index"] == 0
+        assert resumed["deadline"] == state["deadline"]
+        await back.send({"type": "answer", "question_index": 0, "answer": "b"})
+        assert (await back.expect("answer_ack"))["status"] == "accepted"
+        log = await cluster.storage.audit_log(SessionId(state["session_id"]))
+        assert [e.data for e in log if e.kind is AuditKind.ATTACHED] == [
+            {},
+            {"lease": True, "taken_over": True},
+        ]

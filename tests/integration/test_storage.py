@@ -302,6 +302,21 @@ async def test_claiming_an_unknown_attempt_is_a_conflict(
         await storage.claim(SessionId("missing"))
 
 
+async def test_the_owner_epoch_is_that_of_the_last_claim(
+    storage: DatabaseStorage, interview: InterviewRecord
+) -> None:
+    attempt = await started(storage, interview)
+    before = await storage.owner_epoch(attempt.session_id)
+
+    first = await storage.claim(attempt.session_id)
+    second = await storage.claim(attempt.session_id)
+
+    assert before == 0
+    assert (first, second) == (1, 2)
+    assert await storage.owner_epoch(attempt.session_id) == second
+    assert await storage.owner_epoch(SessionId("nope")) is None
+
+
 async def test_latest_draft_of_the_current_question_is_restored(
     storage: DatabaseStorage, interview: InterviewRecord
 ) -> None:

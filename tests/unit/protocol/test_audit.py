@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from protocol import audit
 from protocol.attempt import QuestionView, begin
 from protocol.audit import AuditEntry, AuditKind
@@ -36,6 +38,20 @@ def test_an_attach_is_recorded_as_taken_over_only_when_the_lock_was_taken() -> N
     )
     assert audit.attached("candidate:c-1", 5, taken_over=True).kind is (
         AuditKind.TAKEN_OVER
+    )
+
+
+@pytest.mark.parametrize("taken_over", [False, True])
+def test_a_lease_reattach_is_recorded_as_an_attach_that_says_so(
+    taken_over: bool,
+) -> None:
+    entry = audit.reattached("candidate:c-1", 5, taken_over=taken_over)
+
+    assert entry == AuditEntry(
+        at=5,
+        actor="candidate:c-1",
+        kind=AuditKind.ATTACHED,
+        data={"lease": True, "taken_over": taken_over},
     )
 
 

@@ -113,6 +113,7 @@ class FakeShell:
     fail_next_write: bool = False
     questions: int = 3
     held: list[Commit | StoreDraft] = field(default_factory=list)
+    attaches: int = 0
     performed: list[Effect] = field(default_factory=list)
     audit: list[AuditEntry] = field(default_factory=list)
     sent: list[Frame] = field(default_factory=list)
@@ -188,20 +189,20 @@ class FakeShell:
                 protocol.receive_refused(*self.refusal)
             case StartAttempt():
                 self.stored = started(self.questions, now=now)
-                protocol.receive_attached(self.stored, now)
+                self.attach(self.stored, now)
             case AttachAttempt():
                 active = self.active()
                 if active is None:
                     protocol.receive_refused(ErrorCode.NO_ACTIVE_SESSION, "none")
                 else:
-                    protocol.receive_attached(active, now)
+                    self.attach(active, now)
             case RestartAttempt():
                 old = self.active()
                 assert old is not None
                 self.stored = started(
                     self.questions, now=now, number=old.number + 1, session="s-2"
                 )
-                protocol.receive_attached(self.stored, now)
+                self.attach(self.stored, now)
             case Commit() | StoreDraft() if self.hold_writes:
                 self.held.append(effect)
             case Commit() | StoreDraft() if self.fail_next_write:
@@ -228,6 +229,12 @@ class FakeShell:
                     protocol.receive_conflict(stored, now)
             case RecordAudit(entries):
                 self.audit.extend(entries)
+
+    def attach(self, attempt: Attempt, now: Millis) -> None:
+        """Attach with a new lease, as the shell does after claiming the attempt."""
+        self.attaches += 1
+        lease = f"lease-{attempt.session_id}-{self.attaches}"
+        self.protocol.receive_attached(attempt, now, lease=lease)
 
     def active(self) -> Attempt | None:
         stored = self.stored
@@ -560,6 +567,41 @@ def test_resume_asks_the_shell_to_attach_with_the_takeover_flag(
     assert_sent(shell, [{"type": "state", "question_index": 0}])
 
 
+def test_resume_passes_the_clients_lease_to_the_shell() -> None:
+    shell = authenticated()
+    shell.stored = started(3)
+
+    shell.send({"type": "resume", "lease": "lease-s-1-7"}, T0 + 5)
+
+    assert shell.take_effects() == [AttachAttempt(False, "lease-s-1-7")]
+    assert_sent(shell, [{"type": "state", "lease": "lease-s-1-1"}])
+
+
+def test_every_state_carries_the_lease_of_the_attach() -> None:
+    shell = attached(stored=started(3))
+
+    shell.send(answer(0, "a"), T0 + 1_000)
+    shell.send({"type": "resume"}, T0 + 2_000)
+
+    assert_sent(
+        shell,
+        [
+            {"type": "answer_ack"},
+            {"type": "state", "question_index": 1, "lease": "lease-s-1-1"},
+            {"type": "state", "question_index": 1, "lease": "lease-s-1-1"},
+        ],
+    )
+
+
+def test_attaching_again_replaces_the_lease() -> None:
+    shell = attached(stored=started(3))
+
+    shell.send({"type": "restart"}, T0 + 1_000)
+
+    assert_sent(shell, [{"type": "state", "session_id": "s-2", "lease": "lease-s-2-2"}])
+    assert shell.protocol.lease == "lease-s-2-2"
+
+
 def test_restart_before_attaching_asks_to_restart_without_a_current_attempt() -> None:
     shell = authenticated()
     shell.stored = started(3)
@@ -599,7 +641,7 @@ def test_attaching_a_completed_attempt_sends_completed_and_closes_1000() -> None
     shell = authenticated()
     done = answered(started(1), "42", T0 + 1)
 
-    shell.protocol.receive_attached(done, T0 + 2)
+    shell.protocol.receive_attached(done, T0 + 2, lease="l")
     shell.settle(T0 + 2)
 
     assert_sent(shell, [{"type": "completed", "session_id": "s-1"}])
@@ -608,7 +650,7 @@ def test_attaching_a_completed_attempt_sends_completed_and_closes_1000() -> None
 
 def test_attaching_before_authentication_is_an_invalid_state() -> None:
     with pytest.raises(InvalidState):
-        connect().protocol.receive_attached(started(), T0)
+        connect().protocol.receive_attached(started(), T0, lease="l")
 
 
 def test_attaching_after_close_is_an_invalid_state() -> None:
@@ -616,7 +658,7 @@ def test_attaching_after_close_is_an_invalid_state() -> None:
     shell.supersede(T0)
 
     with pytest.raises(InvalidState):
-        shell.protocol.receive_attached(started(), T0)
+        shell.protocol.receive_attached(started(), T0, lease="l")
 
 
 # -- ping, auth again, bad frames ------------------------------------------------------

@@ -117,7 +117,7 @@ def at_question(index: int) -> Attempt:
 
 
 def state(attempt: Attempt, now: Millis) -> dict[str, Any]:
-    parsed: dict[str, Any] = json.loads(frames.state(attempt, now))
+    parsed: dict[str, Any] = json.loads(frames.state(attempt, now, lease="l-1"))
     return parsed
 
 
@@ -150,6 +150,7 @@ def test_state_describes_the_current_question_its_deadline_and_the_attempt() -> 
         "server_time": T0 + 1_000,
         "draft": None,
         "attempt": 1,
+        "lease": "l-1",
     }
 
 
@@ -165,7 +166,7 @@ def test_a_code_question_carries_its_language_and_no_options() -> None:
 def test_state_never_carries_keys_solutions_keywords_criteria_or_tests(
     index: int,
 ) -> None:
-    text = frames.state(at_question(index), T0 + 5_000)
+    text = frames.state(at_question(index), T0 + 5_000, lease="l-1")
 
     for secret in SECRETS:
         assert secret not in text

@@ -70,6 +70,7 @@ def frame(**fields: object) -> str:
         (frame(type="start", interview_id="i-1"), Start(interview_id="i-1")),
         (frame(type="resume"), Resume(takeover=False)),
         (frame(type="resume", takeover=True), Resume(takeover=True)),
+        (frame(type="resume", lease="l-1"), Resume(lease="l-1")),
         (frame(type="restart"), Restart()),
         (
             frame(type="answer", question_index=0, answer="b"),
@@ -166,6 +167,7 @@ def test_unknown_extra_fields_are_ignored() -> None:
             "takeover: input should be a valid boolean",
         ),
         (frame(type="resume", takeover=1), "takeover: input should be a valid boolean"),
+        (frame(type="resume", lease=7), "lease: input should be a valid string"),
         (frame(type="ping"), "client_time: field required"),
         (frame(type="ping", client_time="123"), "input should be a valid number"),
         (frame(type="ping", client_time=True), "input should be a valid number"),

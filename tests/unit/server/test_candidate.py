@@ -91,7 +91,7 @@ def attached(settings: Settings | None = None) -> CandidateConnection:
     protocol.receive_authenticated(User(id="c-1", name="Cleo", role="candidate"))
     protocol.effects()
     protocol.receive_active(None, T0)
-    protocol.receive_attached(attempt(), T0)
+    protocol.receive_attached(attempt(), T0, lease="l")
     protocol.messages_to_send()
     return shell
 
