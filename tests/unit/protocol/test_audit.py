@@ -124,9 +124,7 @@ def test_late_answers_are_kept_whole_while_they_fit_the_budget() -> None:
     assert kept_in_turn(["four", "six ch"]) == [first, second]
 
 
-def test_the_first_late_answer_over_the_budget_is_recorded_by_size_and_digest() -> (
-    None
-):
+def test_the_first_late_answer_over_the_budget_is_recorded_by_size_and_digest() -> None:
     stored = kept_in_turn(["four", "seven c", "x"])
 
     assert stored[0] == late("four")

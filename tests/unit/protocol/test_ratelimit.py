@@ -153,8 +153,7 @@ def test_a_thousand_signals_store_a_bounded_number_of_entries() -> None:
 
     # 1,000 alternating signals, one every 50 ms: the last at 49.95 s.
     stored = sum(
-        limiter.admit(kinds[index % 2], None, T0 + index * 50)
-        for index in range(1_000)
+        limiter.admit(kinds[index % 2], None, T0 + index * 50) for index in range(1_000)
     )
 
     assert stored == 20 + 9  # the burst, then one per 5 s
