@@ -50,6 +50,7 @@ from protocol.audit import (
     candidate as candidate_actor,
     completed as completed_entry,
     expired as expiry_entry,
+    late_answer,
 )
 from protocol.effects import (
     AttachAttempt,
@@ -85,7 +86,7 @@ from protocol.messages import (
     parse_client_message,
     serialize,
 )
-from protocol.ratelimit import FloodDetector, TokenBucket
+from protocol.ratelimit import FloodDetector, SignalLimiter, TokenBucket
 
 __all__ = [
     "AttachAttempt",
@@ -128,6 +129,8 @@ class CandidateProtocol:
         now: when the connection opened; the ``auth`` frame is due by
             ``now + auth_timeout_ms``.
         tick_interval_ms: the ``tick`` period, reported in ``hello``.
+        signal_burst: signals stored one audit entry each in a burst, refilling at
+            ``signals_per_s``; the rest are counted (:class:`SignalLimiter`).
     """
 
     def __init__(
@@ -142,6 +145,8 @@ class CandidateProtocol:
         flood_close_ms: Millis = 5000,
         bad_frame_burst: int = 20,
         bad_frames_per_s: float = 1.0,
+        signal_burst: int = 20,
+        signals_per_s: float = 0.2,
     ) -> None:
         self.phase = Phase.AUTHENTICATING
         self.auth_deadline = now + auth_timeout_ms
@@ -159,6 +164,9 @@ class CandidateProtocol:
             rate_per_s=bad_frames_per_s, burst=bad_frame_burst, now=now
         )
         self._flood = FloodDetector(close_after_ms=flood_close_ms)
+        self._signals = SignalLimiter(
+            burst=signal_burst, rate_per_s=signals_per_s, now=now
+        )
         self._messages: list[str] = []
         self._effects: list[Effect] = []
         self._pending: _PendingWrite | None = None
@@ -174,6 +182,11 @@ class CandidateProtocol:
         """Effects queued since the last call; the shell performs them in order."""
         effects, self._effects = self._effects, []
         return effects
+
+    def take_unrecorded_signals(self) -> dict[str, int]:
+        """Signals counted, not stored, since the last stored one, by kind (for the
+        ``detached`` entry); resets the counts."""
+        return self._signals.take_unrecorded()
 
     @property
     def actor(self) -> str:
@@ -266,8 +279,7 @@ class CandidateProtocol:
             case SaveDraft():
                 self._save_draft(attempt, frame, now)
             case Signal():
-                data = {"signal": frame.kind, "detail": frame.detail}
-                self._audit(AuditKind.SIGNAL, now, data)
+                self._signal(frame, now)
             case Start():
                 message = "an attempt is in progress: resume it"
                 self._error(ErrorCode.ALREADY_IN_PROGRESS, message)
@@ -318,8 +330,16 @@ class CandidateProtocol:
         return serialize(ack)
 
     def _late_answer(self, frame: SubmitAnswer, now: Millis) -> AuditEntry:
-        data = {"question_index": frame.question_index, "text": frame.answer}
-        return self._entry(AuditKind.LATE_ANSWER, now, data)
+        # The whole text: the store keeps it within the question's budget.
+        return late_answer(self.actor, now, frame.question_index, frame.answer)
+
+    def _signal(self, frame: Signal, now: Millis) -> None:
+        if not self._signals.admit(frame.kind, frame.detail, now):
+            return
+        data: dict[str, object] = {"signal": frame.kind, "detail": frame.detail}
+        if unrecorded := self._signals.take_unrecorded():
+            data["unrecorded"] = unrecorded
+        self._audit(AuditKind.SIGNAL, now, data)
 
     def _save_draft(self, attempt: Attempt, frame: SaveDraft, now: Millis) -> None:
         if len(frame.answer) > self.max_answer_chars:

@@ -51,3 +51,34 @@ class FloodDetector:
             self.spell_started_at = now
         self.last_drop_at = now
         return now - self.spell_started_at >= self.close_after_ms
+
+
+class SignalLimiter:
+    """Which integrity signals get an audit entry each, and which are only counted.
+
+    A signal identical (same kind and detail) to the one received just before it
+    is counted, as is one beyond a token bucket of ``burst`` signals refilling at
+    ``rate_per_s``. Counting never blocks the candidate and is never an error: the
+    counts, by kind, go with the next stored signal (:meth:`take_unrecorded`).
+    """
+
+    __slots__ = ("bucket", "last", "unrecorded")
+
+    def __init__(self, *, burst: int, rate_per_s: float, now: Millis) -> None:
+        self.bucket = TokenBucket(rate_per_s=rate_per_s, burst=burst, now=now)
+        self.last: tuple[str, str | None] | None = None
+        self.unrecorded: dict[str, int] = {}
+
+    def admit(self, kind: str, detail: str | None, now: Millis) -> bool:
+        """Whether this signal gets an entry; ``False``: it was counted instead."""
+        repeated = self.last == (kind, detail)
+        self.last = (kind, detail)
+        if repeated or not self.bucket.take(now):
+            self.unrecorded[kind] = self.unrecorded.get(kind, 0) + 1
+            return False
+        return True
+
+    def take_unrecorded(self) -> dict[str, int]:
+        """The signals counted since the last call, by kind; resets the counts."""
+        unrecorded, self.unrecorded = self.unrecorded, {}
+        return unrecorded

@@ -19,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 
 from evaluators.grade import Grader
+from protocol.audit import LateAnswerBudget
 from protocol.ids import Millis
 from server.candidate.connection import candidate_endpoint
 from server.candidate.scheduler import Scheduler
@@ -57,7 +58,9 @@ def create_app(
             settings.database_url,
             pool_max=settings.db_pool_max,
             timeout_s=settings.db_timeout_s,
-        )
+        ),
+        # Two late answers of the longest length, at least (protocol/audit.py).
+        late_answers=LateAnswerBudget(chars=2 * settings.max_answer_chars),
     )
     # With REDIS_URL, locks and news are shared by every instance (PRODUCT.md 2).
     redis = (

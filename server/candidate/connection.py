@@ -430,8 +430,11 @@ class CandidateConnection:
         if attempt is None:
             return
         with contextlib.suppress(ServerError):
-            actor = self.protocol.actor
-            entry = audit.detached(actor, self.clock(), self.close_code)
+            protocol = self.protocol
+            unrecorded = protocol.take_unrecorded_signals()
+            entry = audit.detached(
+                protocol.actor, self.clock(), self.close_code, unrecorded
+            )
             await self.storage.append_audit(attempt.session_id, [entry])
 
     # -- guarded writes -----------------------------------------------------------

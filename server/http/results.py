@@ -21,7 +21,13 @@ from server.auth import Claims
 from server.http.access import json_body, own_interview, problems, services, staff
 from server.http.errors import ApiError
 from server.storage.attempts import InterviewRecord
-from server.storage.results import SessionDetail, SessionSummary
+from server.storage.results import (
+    AUDIT_PAGE,
+    MAX_AUDIT_PAGE,
+    AuditPage,
+    SessionDetail,
+    SessionSummary,
+)
 
 CSV_COLUMNS = (
     *("session_id", "candidate_id", "candidate_name", "attempt", "status"),
@@ -61,6 +67,40 @@ async def list_sessions(request: Request) -> Response:
 async def get_session(request: Request) -> Response:
     _, detail = await _own_session(request, staff(request))
     return JSONResponse(_detail_json(detail))
+
+
+async def get_audit(request: Request) -> Response:
+    """A page of the attempt's audit log after the cursor ``after``."""
+    claims = staff(request)
+    session_id = SessionId(request.path_params["session_id"])
+    limit = _page_limit(request.query_params.get("limit"))
+    after = request.query_params.get("after") or None
+    shared = services(request)
+    try:
+        page = await shared.results.audit_page(session_id, after=after, limit=limit)
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from exc
+    if page is None or not await _in_org(request, page, claims):
+        raise ApiError(404, "not_found", f"no session {session_id!r}")
+    audit = [asdict(line) for line in page.audit]
+    return JSONResponse({"session_id": session_id, "audit": audit, "next": page.next})
+
+
+async def _in_org(request: Request, page: AuditPage, claims: Claims) -> bool:
+    interview_id = InterviewId(page.interview_id)
+    interview = await services(request).storage.get_interview(interview_id)
+    return interview is not None and interview.org == claims.org
+
+
+def _page_limit(raw: str | None) -> int:
+    """``limit`` from 1 up; more than :data:`MAX_AUDIT_PAGE` is that many."""
+    if raw is None:
+        return AUDIT_PAGE
+    digits = raw.lstrip("0")
+    if not raw.isascii() or not raw.isdigit() or not digits:
+        message = f"expected a limit from 1 to {MAX_AUDIT_PAGE}, got {raw[:40]!r}"
+        raise ApiError(422, "invalid_request", message)
+    return MAX_AUDIT_PAGE if len(digits) > 9 else min(int(digits), MAX_AUDIT_PAGE)
 
 
 def _detail_json(detail: SessionDetail) -> dict[str, object]:
@@ -166,6 +206,7 @@ def results_routes() -> list[BaseRoute]:
             "/api/interviews/{interview_id}/results.csv", results_csv, methods=["GET"]
         ),
         Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
+        Route("/api/sessions/{session_id}/audit", get_audit, methods=["GET"]),
         Route(
             "/api/sessions/{session_id}/answers/{question_index}/override",
             override,

@@ -143,7 +143,35 @@ class AuditLine:
 
 
 @dataclass(frozen=True, slots=True)
+class AuditPage:
+    """Entries of an attempt's audit log, oldest first; ``next`` is the cursor of
+    the following page, ``None`` after the last entry."""
+
+    interview_id: str
+    audit: tuple[AuditLine, ...]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LateAnswers:
+    """One question's late answers: how many came and how many the audit log kept
+    whole, their characters, and the last one's time, length and SHA-256."""
+
+    question_index: int
+    received: int
+    received_chars: int
+    kept: int
+    kept_chars: int
+    last_at: int
+    last_chars: int
+    last_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
 class SessionDetail:
+    """An attempt with its answers and the first page of its audit log
+    (``audit_next``: the cursor of the next page, if any)."""
+
     session: SessionSummary
     summary: str | None
     summary_model: str | None
@@ -151,6 +179,8 @@ class SessionDetail:
     summary_raw: str | None
     answers: tuple[AnswerRecord, ...]
     audit: tuple[AuditLine, ...]
+    audit_next: str | None
+    late_answers: tuple[LateAnswers, ...]
 
 
 def effective_score(row: Record) -> float | None:
@@ -216,6 +246,19 @@ def answer_record(row: Record, question: QuestionDef) -> AnswerRecord:
 def audit_line(row: Record) -> AuditLine:
     return AuditLine(
         at=row["at"], actor=row["actor"], kind=row["kind"], data=json.loads(row["data"])
+    )
+
+
+def late_answers(row: Record) -> LateAnswers:
+    return LateAnswers(
+        question_index=row["question_index"],
+        received=row["received"],
+        received_chars=row["received_chars"],
+        kept=row["kept"],
+        kept_chars=row["kept_chars"],
+        last_at=row["last_at"],
+        last_chars=row["last_chars"],
+        last_sha256=row["last_sha256"],
     )
 
 

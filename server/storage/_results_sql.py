@@ -22,7 +22,7 @@ from evaluators.summary import percentage
 from protocol.attempt import Status
 from protocol.ids import Millis, SessionId
 from server.storage._results_rows import Totals
-from server.storage.tables import answers, audit_log, sessions
+from server.storage.tables import answers, audit_json, audit_log, sessions
 
 UNGRADED = {
     **dict.fromkeys(
@@ -102,14 +102,6 @@ def answers_of(session_id: SessionId) -> sa.Select[tuple[object, ...]]:
     )
 
 
-def audit_of(session_id: SessionId) -> sa.Select[tuple[object, ...]]:
-    return (
-        audit_log.select()
-        .where(audit_log.c.session_id == session_id)
-        .order_by(audit_log.c.id)
-    )
-
-
 async def hold_session(connection: Connection, session_id: SessionId) -> Record | None:
     """The session row, held: a no-op write takes its lock on PostgreSQL and makes
     the SQLite transaction a writer from its first statement (as storage.save_draft)."""
@@ -153,7 +145,7 @@ async def insert_audit_line(
         "at": at,
         "actor": actor,
         "kind": kind,
-        "data": json.dumps(dict(data), separators=(",", ":")),
+        "data": audit_json(data),
     }
     await connection.execute(audit_log.insert().values(row))
 

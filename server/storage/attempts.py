@@ -23,10 +23,11 @@ import sqlalchemy as sa
 from databases.core import Connection
 
 from protocol.attempt import Attempt, Change, Draft, Status
-from protocol.audit import AuditEntry
+from protocol.audit import AuditEntry, LateAnswerBudget
 from protocol.definition import InterviewDefinition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server.errors import AlreadyInProgress, Conflict, ServerError
+from server.storage._audit import insert_audit
 from server.storage.database import Database, translated
 from server.storage.migrations import migrate
 from server.storage.records import InterviewRecord, Invitee
@@ -39,7 +40,6 @@ from server.storage.tables import (
     drafts,
     guarded,
     insert_answers,
-    insert_audit,
     interview_row,
     interviews,
     invitation_rows,
@@ -166,12 +166,34 @@ def _new_id() -> str:
 
 
 class DatabaseStorage:
-    """:class:`Storage` on the shared :class:`Database` handle."""
+    """:class:`Storage` on the shared :class:`Database` handle.
 
-    def __init__(self, database: Database) -> None:
+    Args:
+        late_answers: what the audit log keeps whole of one question's late
+            answers (:func:`protocol.audit.late_answer_kept`; its defaults when
+            ``None``).
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        late_answers: LateAnswerBudget | None = None,
+    ) -> None:
         self.database = database
+        self.late_answers = late_answers or LateAnswerBudget()
         self._sqlite = database.is_sqlite
         self._interviews = database.interviews
+
+    async def _insert_audit(
+        self,
+        connection: Connection,
+        session_id: SessionId,
+        entries: Sequence[AuditEntry],
+    ) -> None:
+        await insert_audit(
+            connection, session_id, entries, self.late_answers, sqlite=self._sqlite
+        )
 
     async def connect(self) -> None:
         await self.database.connect()
@@ -287,7 +309,7 @@ class DatabaseStorage:
                     await _advance(connection, abandon, _ABANDONED, fence=None)
                 row = session_row(attempt, candidate_name)
                 await connection.execute(sessions.insert().values(row))
-                await insert_audit(connection, attempt.session_id, audit)
+                await self._insert_audit(connection, attempt.session_id, audit)
         except _UNIQUE_VIOLATION as exc:
             exists = _attempt_exists(exc, attempt)
             if exists is None:
@@ -333,7 +355,7 @@ class DatabaseStorage:
             after = progress(change.after)
             await _advance(connection, change.before, after, fence=fence)
             await insert_answers(connection, session_id, change.answers, now)
-            await insert_audit(connection, session_id, audit)
+            await self._insert_audit(connection, session_id, audit)
 
     @translated
     async def save_draft(
@@ -362,7 +384,7 @@ class DatabaseStorage:
     ) -> None:
         if entries:
             async with self.database.transaction() as connection:
-                await insert_audit(connection, session_id, entries)
+                await self._insert_audit(connection, session_id, entries)
 
     @translated
     async def audit_log(self, session_id: SessionId) -> list[AuditEntry]:

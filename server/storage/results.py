@@ -30,9 +30,16 @@ from protocol.audit import AuditKind
 from protocol.ids import InterviewId, Millis, SessionId
 from server.errors import NotFound
 from server.storage import _results_sql as sql
+from server.storage._audit import (
+    AUDIT_PAGE,
+    MAX_AUDIT_PAGE,
+    audit_page,
+    late_answers_of,
+)
 from server.storage._results_rows import (
     AnswerRecord,
     AuditLine,
+    AuditPage,
     Graded,
     GradingJob,
     NeedsReview,
@@ -44,6 +51,7 @@ from server.storage._results_rows import (
     Totals,
     answer_record,
     audit_line,
+    late_answers,
     question_result,
     session_summary,
 )
@@ -52,10 +60,13 @@ from server.storage.records import InterviewRecord
 from server.storage.tables import answers, sessions
 
 __all__ = [
+    "AUDIT_PAGE",
+    "MAX_AUDIT_PAGE",
     "REEVALUATED",
     "SCORE_OVERRIDDEN",
     "AnswerRecord",
     "AuditLine",
+    "AuditPage",
     "Graded",
     "GradingJob",
     "JobKey",
@@ -354,7 +365,8 @@ class ResultsStore:
             return None
         questions = (await self._interview(row["interview_id"])).definition.questions
         rows = await self.database.fetch_all(sql.answers_of(session_id))
-        audit = await self.database.fetch_all(sql.audit_of(session_id))
+        audit, audit_next = await self._audit(session_id, None, AUDIT_PAGE)
+        late = await self.database.fetch_all(late_answers_of(session_id))
         return SessionDetail(
             session=session_summary(row),
             summary=row["summary"],
@@ -364,8 +376,33 @@ class ResultsStore:
             answers=tuple(
                 answer_record(r, questions[r["question_index"]]) for r in rows
             ),
-            audit=tuple(audit_line(line) for line in audit),
+            audit=audit,
+            audit_next=audit_next,
+            late_answers=tuple(late_answers(line) for line in late),
         )
+
+    @translated
+    async def audit_page(
+        self, session_id: SessionId, *, after: str | None, limit: int
+    ) -> AuditPage | None:
+        """The ``limit`` entries after cursor ``after`` (from the first when
+        ``None``); ``None`` for an unknown attempt. Raises :class:`ValueError` for
+        a cursor this store did not give."""
+        start = _cursor(after)
+        query = sa.select(sessions.c.interview_id).where(sessions.c.id == session_id)
+        interview_id = await self.database.fetch_val(query)
+        if interview_id is None:
+            return None
+        audit, following = await self._audit(session_id, start, limit)
+        return AuditPage(interview_id=interview_id, audit=audit, next=following)
+
+    async def _audit(
+        self, session_id: SessionId, after: int | None, limit: int
+    ) -> tuple[tuple[AuditLine, ...], str | None]:
+        rows = await self.database.fetch_all(audit_page(session_id, after, limit))
+        page = rows[:limit]
+        following = str(page[-1]["id"]) if len(rows) > limit else None
+        return tuple(audit_line(row) for row in page), following
 
     @translated
     async def override(
@@ -455,6 +492,16 @@ class ResultsStore:
                 data={"previous_scores": scores},
             )
         return True
+
+
+def _cursor(after: str | None) -> int | None:
+    """An audit cursor is the id of the last entry of the page before (opaque to
+    clients: only cursors this store gave are accepted)."""
+    if after is None:
+        return None
+    if not after.isascii() or not after.isdigit() or len(after) > 18:
+        raise ValueError(f"expected an audit cursor, got {after[:40]!r}")
+    return int(after)
 
 
 def _grade_rows(

@@ -200,6 +200,23 @@ audit_log = sa.Table(
     sa.Column("data", sa.Text, nullable=False),
 )
 
+# Migration 0004: one question's late answers, counted (server/storage/_audit.py).
+late_answers = sa.Table(
+    "late_answers",
+    metadata,
+    sa.Column(
+        "session_id", sa.String(32), sa.ForeignKey("sessions.id"), primary_key=True
+    ),
+    sa.Column("question_index", sa.Integer, primary_key=True),
+    sa.Column("received", sa.Integer, nullable=False),
+    sa.Column("received_chars", sa.BigInteger, nullable=False),
+    sa.Column("kept", sa.Integer, nullable=False),
+    sa.Column("kept_chars", sa.BigInteger, nullable=False),
+    sa.Column("last_at", sa.BigInteger, nullable=False),
+    sa.Column("last_chars", sa.BigInteger, nullable=False),
+    sa.Column("last_sha256", sa.String(64), nullable=False),
+)
+
 # Rows <-> protocol values. Times stay integers; JSON is serialised here.
 
 SESSION_WITH_DRAFT = sa.select(
@@ -281,19 +298,26 @@ def answer_rows(
     ]
 
 
-def audit_rows(
-    session_id: SessionId, entries: Sequence[AuditEntry]
-) -> list[dict[str, object]]:
-    return [
-        {
-            "session_id": session_id,
-            "at": entry.at,
-            "actor": entry.actor,
-            "kind": entry.kind.value,
-            "data": json.dumps(dict(entry.data), separators=(",", ":")),
-        }
-        for entry in entries
-    ]
+def audit_json(data: Mapping[str, object]) -> str:
+    """An audit entry's ``data`` as stored: candidates' text unescaped (one
+    character, not a 6- or 12-byte ``\\u`` escape, per non-ASCII character), except
+    when it holds lone surrogates, which no UTF-8 column accepts."""
+    text = json.dumps(dict(data), separators=(",", ":"), ensure_ascii=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(dict(data), separators=(",", ":"))
+    return text
+
+
+def audit_row(session_id: SessionId, entry: AuditEntry) -> dict[str, object]:
+    return {
+        "session_id": session_id,
+        "at": entry.at,
+        "actor": entry.actor,
+        "kind": entry.kind.value,
+        "data": audit_json(entry.data),
+    }
 
 
 def audit_from(row: Record) -> AuditEntry:
@@ -458,10 +482,3 @@ async def insert_answers(
                     drafts.c.question_index == answer.question_index,
                 )
             )
-
-
-async def insert_audit(
-    connection: Connection, session_id: SessionId, entries: Sequence[AuditEntry]
-) -> None:
-    for row in audit_rows(session_id, entries):  # a row at a time, as above
-        await connection.execute(audit_log.insert().values(row))

@@ -10,10 +10,12 @@ import asyncio
 import socket
 
 import pytest
+import sqlalchemy as sa
 
 from protocol.audit import AuditKind
 from protocol.ids import SessionId
-from tests.e2e._client import Candidate, eventually
+from server.storage.tables import audit_log
+from tests.e2e._client import UNIT_S, Candidate, eventually
 from tests.e2e.conftest import (
     Server,
     assert_serves_others,
@@ -111,3 +113,75 @@ async def test_a_stopping_server_closes_with_1012_and_the_candidate_resumes_afte
         await back.send({"type": "answer", "question_index": 1, "answer": "done"})
         assert (await back.expect("answer_ack"))["status"] == "accepted"
         await assert_serves_others(again)
+
+
+# -- what one candidate can add to the database ----------------------------------------
+
+
+async def audit_size(server: Server, session_id: SessionId) -> tuple[int, int]:
+    """The attempt's audit rows and the characters of their data."""
+    data = audit_log.c.data
+    query = sa.select(
+        sa.func.count(), sa.func.coalesce(sa.func.sum(sa.func.length(data)), 0)
+    ).where(audit_log.c.session_id == session_id)
+    row = await server.storage.database.fetch_one(query)
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def test_late_answers_to_one_question_store_a_bounded_amount(
+    database_url: str,
+) -> None:
+    settings = make_settings(database_url, rate_per_s=1000, rate_burst=1000)
+    async with served(settings) as server:
+        interview = await server.interview([1, 60], grace_s=0)
+        alice = await server.candidate()
+        await alice.send({"type": "start", "interview_id": interview})
+        session_id = SessionId((await alice.expect("state"))["session_id"])
+        await alice.expect("time_expired", timeout=UNIT_S + 1)
+        await alice.expect("state")
+        before = await audit_size(server, session_id)
+
+        text = "é" * settings.max_answer_chars
+        for _ in range(200):
+            await alice.send({"type": "answer", "question_index": 0, "answer": text})
+            await alice.expect_error("too_late")
+            await alice.expect("state")
+
+        rows, chars = await audit_size(server, session_id)
+        assert rows - before[0] == 3  # two texts kept whole, one "not kept"
+        # Before: 200 rows of 1,200,000 characters each (escaped).
+        assert chars - before[1] < 2 * settings.max_answer_chars + 1_000
+        await assert_serves_others(server)
+
+
+async def test_a_thousand_signals_store_a_bounded_number_of_entries(
+    database_url: str,
+) -> None:
+    settings = make_settings(database_url, rate_per_s=1000, rate_burst=1000)
+    async with served(settings) as server:
+        interview = await server.interview([60])
+        alice = await server.candidate()
+        await alice.send({"type": "start", "interview_id": interview})
+        session_id = SessionId((await alice.expect("state"))["session_id"])
+        kinds = ["focus_lost", "focus_returned"]
+
+        for n in range(1_000):
+            await alice.send({"type": "signal", "kind": kinds[n % 2]})
+        await alice.send({"type": "ping", "client_time": 1})
+        assert (await alice.expect("pong"))["client_time"] == 1  # no error before
+        await alice.close()
+
+        async def detached() -> bool:
+            log = await server.storage.audit_log(session_id)
+            return log[-1].kind is AuditKind.DETACHED
+
+        await eventually(detached)
+        log = await server.storage.audit_log(session_id)
+        stored = [entry for entry in log if entry.kind is AuditKind.SIGNAL]
+        assert 20 <= len(stored) <= 22  # the burst, then one per 5 s
+        unrecorded = log[-1].data["unrecorded_signals"]
+        assert isinstance(unrecorded, dict)
+        assert sum(unrecorded.values()) == 1_000 - len(stored)
+        rows, chars = await audit_size(server, session_id)
+        assert rows < 30 and chars < 3_000

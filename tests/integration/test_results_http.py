@@ -12,6 +12,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.datastructures import Secret
 
+from protocol.audit import AuditEntry, AuditKind, text_digest
 from protocol.definition import InterviewDefinition
 from protocol.ids import SessionId, UserId
 from server.auth import issue_token
@@ -246,3 +247,142 @@ async def test_the_results_csv_lists_every_attempt(
     assert first["recommendation"] == "hire"
     assert (second["status"], second["final_score"]) == ("in_progress", "")
     assert second["candidate_id"] == "'=cmd|' /C calc'!A0"
+
+
+# -- the audit log, page by page -------------------------------------------------------
+
+
+def signals(count: int, *, at: int = 10) -> list[AuditEntry]:
+    return [
+        AuditEntry(at + n, "candidate:c", AuditKind.SIGNAL, {"signal": "copy", "n": n})
+        for n in range(count)
+    ]
+
+
+def lines(entries: list[AuditEntry]) -> list[dict[str, object]]:
+    return [
+        {"at": e.at, "actor": e.actor, "kind": e.kind.value, "data": dict(e.data)}
+        for e in entries
+    ]
+
+
+async def read_pages(
+    client: httpx.AsyncClient, session_id: SessionId, cursor: str | None, limit: int
+) -> list[dict[str, object]]:
+    """Every page after ``cursor``, checking that each has its ``limit``."""
+    read: list[dict[str, object]] = []
+    while cursor is not None:
+        path = f"/api/sessions/{session_id}/audit?after={cursor}&limit={limit}"
+        response = await client.get(path, headers=auth())
+        assert response.status_code == 200
+        body = response.json()
+        assert body["session_id"] == session_id
+        cursor = body["next"]
+        assert len(body["audit"]) == limit or cursor is None
+        read.extend(body["audit"])
+    return read
+
+
+async def test_the_session_detail_holds_the_first_audit_page_and_a_cursor(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    await harness.storage.append_audit(evaluated, signals(450))
+    stored = await harness.storage.audit_log(evaluated)
+
+    body = (await client.get(f"/api/sessions/{evaluated}", headers=auth())).json()
+
+    assert body["audit"] == lines(stored[:200])
+    assert body["audit_next"] is not None
+    rest = await read_pages(client, evaluated, body["audit_next"], 64)
+    assert body["audit"] + rest == lines(stored)  # none skipped, none repeated
+
+
+async def test_a_short_audit_log_fits_the_detail_without_a_cursor(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    body = (await client.get(f"/api/sessions/{evaluated}", headers=auth())).json()
+
+    assert body["audit"] == lines(await harness.storage.audit_log(evaluated))
+    assert body["audit_next"] is None
+    assert body["late_answers"] == []
+
+
+async def test_an_audit_cursor_stays_valid_while_entries_are_added(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    await harness.storage.append_audit(evaluated, signals(30))
+    path = f"/api/sessions/{evaluated}/audit?limit=20"
+    first = (await client.get(path, headers=auth())).json()
+    await harness.storage.append_audit(evaluated, signals(30, at=100))
+
+    rest = await read_pages(client, evaluated, first["next"], 20)
+
+    stored = await harness.storage.audit_log(evaluated)
+    assert first["audit"] + rest == lines(stored)
+
+
+async def test_an_audit_page_is_capped_and_its_parameters_checked(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    await harness.storage.append_audit(evaluated, signals(1_100))
+    path = f"/api/sessions/{evaluated}/audit"
+
+    capped = await client.get(f"{path}?limit={'9' * 40}", headers=auth())
+    refused = [
+        await client.get(f"{path}?{query}", headers=auth())
+        for query in ["limit=0", "limit=-3", "limit=ten", "after=x", "after=-1"]
+    ]
+
+    assert len(capped.json()["audit"]) == 1_000
+    assert [response.status_code for response in refused] == [422] * 5
+    assert refused[0].json()["error"] == "invalid_request"
+
+
+async def test_another_organisations_audit_log_is_not_found(
+    client: httpx.AsyncClient, evaluated: SessionId
+) -> None:
+    answers = [
+        await client.get(f"/api/sessions/{evaluated}/audit", headers=auth(org="x")),
+        await client.get(
+            f"/api/sessions/{evaluated}/audit?after=1", headers=auth("admin", org="x")
+        ),
+        await client.get("/api/sessions/no-such-session/audit", headers=auth()),
+    ]
+    forbidden = await client.get(
+        f"/api/sessions/{evaluated}/audit", headers=auth("candidate")
+    )
+
+    assert [response.status_code for response in answers] == [404] * 3
+    assert forbidden.status_code == 403
+
+
+async def test_the_session_detail_counts_late_answers_per_question(
+    client: httpx.AsyncClient, harness: Harness, evaluated: SessionId
+) -> None:
+    late = [
+        AuditEntry(
+            20 + n,
+            "candidate:c",
+            AuditKind.LATE_ANSWER,
+            {"question_index": 1, "text": "é" * 150_000},
+        )
+        for n in range(3)
+    ]
+    await harness.storage.append_audit(evaluated, late)
+
+    body = (await client.get(f"/api/sessions/{evaluated}", headers=auth())).json()
+
+    assert body["late_answers"] == [
+        {
+            "question_index": 1,
+            "received": 3,
+            "received_chars": 450_000,
+            "kept": 1,
+            "kept_chars": 150_000,
+            "last_at": 22,
+            "last_chars": 150_000,
+            "last_sha256": text_digest("é" * 150_000),
+        }
+    ]
+    kept = [line for line in body["audit"] if line["kind"] == "late_answer"]
+    assert [line["data"].get("text_kept", True) for line in kept] == [True, False]

@@ -1625,6 +1625,62 @@ def test_a_signal_while_attached_is_audited_and_not_answered() -> None:
     )
 
 
+def signal(kind: str, detail: str | None = None) -> Frame:
+    return {"type": "signal", "kind": kind, "detail": detail}
+
+
+def stored_signals(shell: FakeShell) -> list[dict[str, object]]:
+    return [
+        dict(entry.data)
+        for effect in shell.take_effects()
+        if isinstance(effect, RecordAudit)
+        for entry in effect.entries
+        if entry.kind is AuditKind.SIGNAL
+    ]
+
+
+def test_signals_beyond_their_burst_are_counted_without_an_error_frame() -> None:
+    shell = attached()
+    kinds = ["focus_lost", "focus_returned"]
+
+    for index in range(48):  # with auth and start: the frame limit's burst of 50
+        shell.send(signal(kinds[index % 2]), T0 + 1)
+
+    assert_sent(shell, [])
+    assert len(stored_signals(shell)) == 20
+    shell.send(signal("copy"), T0 + 5_001)
+    assert stored_signals(shell) == [
+        {
+            "signal": "copy",
+            "detail": None,
+            "unrecorded": {"focus_lost": 14, "focus_returned": 14},
+        }
+    ]
+    assert shell.protocol.take_unrecorded_signals() == {}
+
+
+def test_identical_consecutive_signals_are_coalesced_into_a_count() -> None:
+    shell = attached()
+
+    for _ in range(5):
+        shell.send(signal("paste", "412 chars"), T0 + 1)
+    shell.send(signal("focus_lost"), T0 + 2)
+
+    assert stored_signals(shell) == [
+        {"signal": "paste", "detail": "412 chars"},
+        {"signal": "focus_lost", "detail": None, "unrecorded": {"paste": 4}},
+    ]
+
+
+def test_signals_counted_since_the_last_stored_one_are_handed_to_the_shell() -> None:
+    shell = attached()
+    shell.send(signal("paste"), T0 + 1)
+    shell.send(signal("paste"), T0 + 2)
+
+    assert shell.protocol.take_unrecorded_signals() == {"paste": 1}
+    assert shell.protocol.take_unrecorded_signals() == {}
+
+
 def ticks(shell: FakeShell, now: Millis) -> list[str]:
     """What the timer firing at ``now`` queues (without the fake shell's parsing)."""
     shell.protocol.receive_timer(now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from protocol.ratelimit import FloodDetector, TokenBucket
+from protocol.ratelimit import FloodDetector, SignalLimiter, TokenBucket
 
 T0 = 1_700_000_000_000
 
@@ -109,3 +109,52 @@ def test_a_pause_of_exactly_the_quiet_time_continues_the_spell() -> None:
     detector.record_drop(T0 + 1_000)
 
     assert detector.record_drop(T0 + 2_000) is True
+
+
+# -- SignalLimiter ---------------------------------------------------------------------
+
+
+def signals(limiter: SignalLimiter, kinds: list[str], now: int) -> list[bool]:
+    return [limiter.admit(kind, None, now) for kind in kinds]
+
+
+def test_a_burst_of_different_signals_is_stored_then_one_every_five_seconds() -> None:
+    limiter = SignalLimiter(burst=20, rate_per_s=0.2, now=T0)
+    alternating = ["focus_lost", "focus_returned"] * 15
+
+    assert signals(limiter, alternating, T0) == [True] * 20 + [False] * 10
+    assert limiter.admit("copy", None, T0 + 4_999) is False
+    assert limiter.admit("paste", None, T0 + 5_000 + 4_999) is True
+
+
+def test_identical_consecutive_signals_are_counted_not_stored() -> None:
+    limiter = SignalLimiter(burst=20, rate_per_s=0.2, now=T0)
+
+    assert [limiter.admit("paste", "12 chars", T0) for _ in range(3)] == [
+        True,
+        False,
+        False,
+    ]
+    assert limiter.admit("paste", "40 chars", T0) is True
+    assert limiter.take_unrecorded() == {"paste": 2}
+
+
+def test_counted_signals_are_reported_once_by_kind() -> None:
+    limiter = SignalLimiter(burst=1, rate_per_s=0.2, now=T0)
+    signals(limiter, ["copy", "paste", "copy", "paste", "paste"], T0)
+
+    assert limiter.take_unrecorded() == {"paste": 3, "copy": 1}
+    assert limiter.take_unrecorded() == {}
+
+
+def test_a_thousand_signals_store_a_bounded_number_of_entries() -> None:
+    limiter = SignalLimiter(burst=20, rate_per_s=0.2, now=T0)
+    kinds = ["focus_lost", "focus_returned"]
+
+    # 1,000 alternating signals, one every 50 ms: the last at 49.95 s.
+    stored = sum(
+        limiter.admit(kinds[index % 2], None, T0 + index * 50) for index in range(1_000)
+    )
+
+    assert stored == 20 + 9  # the burst, then one per 5 s
+    assert sum(limiter.take_unrecorded().values()) == 1_000 - stored
