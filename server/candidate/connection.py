@@ -368,10 +368,21 @@ class CandidateConnection:
         if acquired is Acquired.LOCKED:
             self._refuse(admission.LOCKED)
             return
+        taken_over = acquired is Acquired.TAKEN_OVER
+        try:
+            await self._take(attempt, now, taken_over=taken_over)
+        except ServerError:
+            # Not attached after all: let the lock go, or it outlives this socket and
+            # the candidate's next socket finds their own attempt locked.
+            await self._release()
+            await self.services.lock.release(attempt.session_id, self.holder)
+            raise
+
+    async def _take(self, attempt: Attempt, now: Millis, *, taken_over: bool) -> None:
+        """Attach to ``attempt``, whose lock this connection now holds."""
         await self._release()
         self.fence = await self.storage.claim(attempt.session_id)
         self.services.metrics.attached.inc()
-        taken_over = acquired is Acquired.TAKEN_OVER
         entry = audit.attached(self.protocol.actor, now, taken_over=taken_over)
         await self.storage.append_audit(attempt.session_id, [entry])
         self.subscription = self.services.bus.subscribe(
