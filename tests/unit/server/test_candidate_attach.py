@@ -204,7 +204,7 @@ async def test_a_transport_failure_while_reading_is_a_close_1006(
 
 
 async def test_the_reader_stops_at_a_full_inbox_and_resumes_when_it_drains() -> None:
-    world = World(FakeServices(settings(rate_burst=1_000)))
+    world = World(FakeServices(settings(rate_burst=1_000, send_queue_max=1_000)))
     interview = await world.interview()
     client, state = await world.attached(interview)
     gate = world.fakes.storage.hold("append_audit")
