@@ -386,6 +386,19 @@ class CandidateConnection:
         if acquired is Acquired.LOCKED:
             self._refuse(admission.LOCKED)
             return
+        try:
+            await self._take(attempt, now, acquired, how)
+        except ServerError:
+            # Not attached after all: let the lock go, or it outlives this socket and
+            # the candidate's next socket finds their own attempt locked.
+            await self._release()
+            await self.services.lock.release(attempt.session_id, self.holder)
+            raise
+
+    async def _take(
+        self, attempt: Attempt, now: Millis, acquired: Acquired, how: Attach
+    ) -> None:
+        """Attach to ``attempt``, whose lock this connection now holds."""
         await self._release()
         self.fence = fence = await self.storage.claim(attempt.session_id)
         self.services.metrics.attached.inc()
