@@ -262,6 +262,8 @@ def load_definition(path: Path) -> InterviewDefinition:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
     except ValueError as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InputError(f"{path} is not valid JSON: nested too deeply") from exc
     try:
         return parse_definition(data)
     except DefinitionError as exc:
