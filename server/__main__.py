@@ -399,6 +399,8 @@ async def _storage(settings: Settings) -> AsyncIterator[DatabaseStorage]:
             settings.database_url,
             pool_max=settings.db_pool_max,
             timeout_s=settings.db_timeout_s,
+            cache_interviews=settings.interview_cache_max,
+            cache_bytes=settings.interview_cache_max_bytes,
         )
     )
     await storage.connect()

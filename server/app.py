@@ -57,6 +57,8 @@ def create_app(
             settings.database_url,
             pool_max=settings.db_pool_max,
             timeout_s=settings.db_timeout_s,
+            cache_interviews=settings.interview_cache_max,
+            cache_bytes=settings.interview_cache_max_bytes,
         )
     )
     # With REDIS_URL, locks and news are shared by every instance (PRODUCT.md 2).
