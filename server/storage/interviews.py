@@ -57,6 +57,9 @@ class Interviews:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def __contains__(self, interview_id: object) -> bool:
+        return interview_id in self._entries
+
     @property
     def bytes(self) -> int:
         """The stored JSON size of the definitions held now."""

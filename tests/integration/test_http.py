@@ -426,6 +426,46 @@ async def test_invalid_definition_is_422_with_the_paths_of_every_problem(
     assert all(problem["message"] for problem in body["problems"])
 
 
+async def test_an_organisation_past_its_interview_quota_is_409(
+    storage: DatabaseStorage, clock: FakeClock
+) -> None:
+    settings = dataclasses.replace(SETTINGS, org_max_interviews=2)
+    org, other = _fresh("org"), _fresh("org")
+    async with _client(_app(storage, clock, settings=settings)) as client:
+        for _ in range(2):
+            await _create(client, org)
+
+        refused = await client.post(
+            "/api/interviews", json=_definition(), headers=_auth("recruiter", org=org)
+        )
+        await _create(client, other)  # another organisation counts on its own
+
+    assert refused.status_code == 409
+    body = refused.json()
+    assert (body["error"], body["limit"]) == ("quota_exceeded", "interviews")
+    assert body["message"] == (
+        f"organisation {org!r} has 2 interviews, the most its quota allows"
+    )
+
+
+async def test_an_organisation_past_its_definition_bytes_quota_is_409(
+    storage: DatabaseStorage, clock: FakeClock
+) -> None:
+    settings = dataclasses.replace(SETTINGS, org_max_definition_bytes=10_000)
+    org = _fresh("org")
+    async with _client(_app(storage, clock, settings=settings)) as client:
+        await _create(client, org)  # the example: about 6 KB stored
+
+        refused = await client.post(
+            "/api/interviews", json=_definition(), headers=_auth("recruiter", org=org)
+        )
+
+    assert refused.status_code == 409
+    body = refused.json()
+    assert (body["error"], body["limit"]) == ("quota_exceeded", "definition_bytes")
+    assert "over its quota of 10000" in body["message"]
+
+
 async def test_list_shows_only_the_callers_organisation(
     client: httpx.AsyncClient,
 ) -> None:
