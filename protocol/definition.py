@@ -3,10 +3,15 @@
 The same JSON serves ``POST /api/interviews``, ``interview-server import`` and the files
 in ``examples/``. :func:`parse_definition` validates it and reports every wrong field
 by its path, so the API can answer 422 with them.
+
+Every part has a size limit (the constants below, listed in the README): a server
+keeps definitions in memory and sends their tests to the sandbox, so what one
+recruiter may store is bounded field by field, not only by the request's size.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -23,10 +28,23 @@ from protocol.attempt import Option, QuestionView
 MAX_QUESTIONS = 200
 MAX_TIME_LIMIT_S = 24 * 3600
 DEFAULT_GRACE_S = 2.0
+MAX_TEXT_CHARS = 20_000
+"""A question's text, an option's text, the description, a sample solution."""
+MAX_KEYWORDS = 50
+MAX_KEYWORD_CHARS = 200
+MAX_CRITERIA = 20
+MAX_CRITERION_CHARS = 500
+MAX_TEST_CASES = 50
+MAX_TEST_VALUE_CHARS = 10_000
+"""A test's ``args``, and its ``expected``, each as compact JSON."""
+MAX_TEST_VALUE_DEPTH = 32
+"""Nesting of a test's ``args`` or ``expected`` (a stored definition is read back by
+a parser that stops at 200 levels in all)."""
 
 # Numbers are strict: `"time_limit_s": true` must not become a one-second question,
 # nor "60" a number (strict floats still accept integers).
-Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT_CHARS)]
+Solution = Annotated[str, Field(max_length=MAX_TEXT_CHARS)]
 Points = Annotated[float, Field(gt=0, le=10_000, strict=True)]
 TimeLimit = Annotated[int, Field(ge=1, le=MAX_TIME_LIMIT_S, strict=True)]
 
@@ -89,25 +107,70 @@ class McqQuestion(_Question):
 
 class ShortAnswerQuestion(_Question):
     type: Literal["short_answer"]
-    expected_keywords: list[Annotated[str, Field(min_length=1, max_length=200)]] = []
-    sample_solution: str | None = None
+    expected_keywords: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_KEYWORD_CHARS)]],
+        Field(max_length=MAX_KEYWORDS),
+    ] = []
+    sample_solution: Solution | None = None
 
 
 class TestCase(_Strict):
     args: list[Any]
     expected: Any
 
+    @field_validator("args", "expected")
+    @classmethod
+    def _value_is_small(cls, value: object) -> object:
+        if _nesting(value) > MAX_TEST_VALUE_DEPTH:
+            raise ValueError(
+                f"expected at most {MAX_TEST_VALUE_DEPTH} levels of nested lists "
+                "and objects"
+            )
+        size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+        if size > MAX_TEST_VALUE_CHARS:
+            raise ValueError(
+                f"expected at most {MAX_TEST_VALUE_CHARS} characters of JSON, "
+                f"got {size}"
+            )
+        return value
+
+
+def _nesting(value: object) -> int:
+    """How many levels of lists and objects ``value`` has, counted without recursion
+    (it may nest deeper than Python's recursion limit) and only up to one past
+    :data:`MAX_TEST_VALUE_DEPTH`."""
+    depth = 0
+    level = [value]
+    while depth <= MAX_TEST_VALUE_DEPTH:
+        containers = [item for item in level if isinstance(item, list | dict)]
+        if not containers:
+            break
+        depth += 1
+        level = [
+            child
+            for container in containers
+            for child in (
+                container.values() if isinstance(container, dict) else container
+            )
+        ]
+    return depth
+
 
 class CodeTests(_Strict):
-    entrypoint: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    cases: Annotated[list[TestCase], Field(min_length=1)]
+    entrypoint: Annotated[
+        str, Field(max_length=100, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    ]
+    cases: Annotated[list[TestCase], Field(min_length=1, max_length=MAX_TEST_CASES)]
 
 
 class CodeQuestion(_Question):
     type: Literal["code"]
     language: Annotated[str, Field(min_length=1, max_length=40)] = "python"
-    sample_solution: str | None = None
-    evaluation_criteria: list[Annotated[str, Field(min_length=1)]] = []
+    sample_solution: Solution | None = None
+    evaluation_criteria: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=MAX_CRITERION_CHARS)]],
+        Field(max_length=MAX_CRITERIA),
+    ] = []
     tests: CodeTests | None = None
 
 
@@ -120,7 +183,7 @@ class InterviewDefinition(_Strict):
     """A whole interview: what recruiters write and the server stores."""
 
     title: Annotated[str, Field(min_length=1, max_length=300)]
-    description: Annotated[str, Field(max_length=20_000)] = ""
+    description: Annotated[str, Field(max_length=MAX_TEXT_CHARS)] = ""
     settings: Settings = Settings()
     questions: Annotated[
         list[QuestionDef], Field(min_length=1, max_length=MAX_QUESTIONS)

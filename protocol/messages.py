@@ -8,7 +8,7 @@ may add optional ones. JSON is turned into typed objects here and nowhere else.
 
 from __future__ import annotations
 
-import json
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
 )
+from pydantic_core import from_json
 
 from protocol.errors import ErrorCode, InvalidMessage
 
@@ -116,26 +117,31 @@ CLIENT_FRAME_TYPES = (
     "signal",
 )
 _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def parse_client_message(text: str) -> ClientFrame:
     """Turn one text frame into a typed client frame.
 
     Raises:
-        InvalidMessage: not JSON, not an object, no or unknown ``type``, or a missing
-            or mistyped field; ``ref`` is kept when the frame had a usable one.
+        InvalidMessage: not JSON (or nested over 200 levels, or with a lone
+            surrogate), not an object, a NUL character, no or unknown ``type``, or a
+            missing or mistyped field; ``ref`` is kept when the frame had a usable
+            one.
     """
+    # pydantic's parser, not json.loads: it refuses lone surrogates ("\ud800"), which
+    # no database driver can encode, and stops at 200 levels of nesting with an error
+    # where json.loads raises RecursionError.
     try:
-        data = json.loads(text)
+        data = from_json(text)
     except ValueError as exc:
-        raise InvalidMessage("expected a JSON object, got invalid JSON") from exc
-    except RecursionError as exc:  # "[[[[...": 1 MiB of nesting is a valid frame size
-        raise InvalidMessage(
-            "expected a JSON object, got too deeply nested JSON"
-        ) from exc
+        got = "too deeply nested" if "recursion limit" in str(exc) else "invalid"
+        raise InvalidMessage(f"expected a JSON object, got {got} JSON") from exc
     if not isinstance(data, dict):
         raise InvalidMessage(f"expected a JSON object, got {type(data).__name__}")
     ref = _usable_ref(data.get("ref"))
+    if _NUL.search(text):  # PostgreSQL text cannot hold NUL
+        raise InvalidMessage("expected JSON without NUL characters (\\u0000)", ref=ref)
     kind = data.get("type")
     if kind not in CLIENT_FRAME_TYPES:
         got = "no type" if kind is None else f"type {str(kind)[:40]!r}"

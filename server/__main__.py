@@ -262,6 +262,8 @@ def load_definition(path: Path) -> InterviewDefinition:
         raise InputError(f"cannot read {path}: {exc.strerror}") from exc
     except ValueError as exc:
         raise InputError(f"{path} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InputError(f"{path} is not valid JSON: nested too deeply") from exc
     try:
         return parse_definition(data)
     except DefinitionError as exc:
@@ -397,6 +399,8 @@ async def _storage(settings: Settings) -> AsyncIterator[DatabaseStorage]:
             settings.database_url,
             pool_max=settings.db_pool_max,
             timeout_s=settings.db_timeout_s,
+            cache_interviews=settings.interview_cache_max,
+            cache_bytes=settings.interview_cache_max_bytes,
         )
     )
     await storage.connect()

@@ -58,6 +58,8 @@ def create_app(
             settings.database_url,
             pool_max=settings.db_pool_max,
             timeout_s=settings.db_timeout_s,
+            cache_interviews=settings.interview_cache_max,
+            cache_bytes=settings.interview_cache_max_bytes,
         ),
         # Two late answers of the longest length, at least (protocol/audit.py).
         late_answers=LateAnswerBudget(chars=2 * settings.max_answer_chars),

@@ -7,6 +7,7 @@ Exceptions::
     │   └── RedisUnavailable         server.cluster.client
     ├── Conflict           a guarded write found the attempt changed: reload, decide
     ├── AlreadyInProgress  the candidate already has an attempt in progress
+    ├── QuotaExceeded      an organisation would store more than its quota allows
     ├── NotFound           no such thing
     │   └── UnknownAnswer            server.storage.results: no such attempt or answer
     ├── AuthError          server.auth: a missing or invalid token
@@ -23,6 +24,7 @@ __all__ = [
     "AlreadyInProgress",
     "Conflict",
     "NotFound",
+    "QuotaExceeded",
     "ServerError",
     "Unavailable",
     "frame_message",
@@ -47,6 +49,15 @@ class Conflict(ServerError):
 
 class AlreadyInProgress(ServerError):
     """The candidate already has an attempt in progress (at any interview)."""
+
+
+class QuotaExceeded(ServerError):
+    """An organisation would store more than its quota allows; ``limit`` names the
+    quota (``interviews`` or ``definition_bytes``)."""
+
+    def __init__(self, message: str, *, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class NotFound(ServerError):

@@ -79,6 +79,13 @@ class Settings:
     # A PostgreSQL connect or statement taking longer fails (an unreachable database
     # refuses writes within this instead of hanging them).
     db_timeout_s: float = 5.0
+    # Interviews kept in memory per process, by count and by their definitions' JSON
+    # size (the least recently used go first; they are read again when needed).
+    interview_cache_max: int = 1_000
+    interview_cache_max_bytes: int = 32 * 1024 * 1024
+    # What one organisation may store through the API (counted in the database).
+    org_max_interviews: int = 1_000
+    org_max_definition_bytes: int = 100 * 1024 * 1024
     public_url: str | None = None
     log_level: str = "INFO"
     model_short_answer: str | None = None
@@ -156,6 +163,14 @@ class Settings:
             sweep_interval_ms=env.get("SWEEP_INTERVAL_MS", _positive_int, 1000),
             db_pool_max=env.get("DB_POOL_MAX", _positive_int, 10),
             db_timeout_s=env.get("DB_TIMEOUT_S", _positive_float, 5.0),
+            interview_cache_max=env.get("INTERVIEW_CACHE_MAX", _positive_int, 1_000),
+            interview_cache_max_bytes=env.get(
+                "INTERVIEW_CACHE_MAX_BYTES", _positive_int, 32 * 1024 * 1024
+            ),
+            org_max_interviews=env.get("ORG_MAX_INTERVIEWS", _positive_int, 1_000),
+            org_max_definition_bytes=env.get(
+                "ORG_MAX_DEFINITION_BYTES", _positive_int, 100 * 1024 * 1024
+            ),
             public_url=env.get("PUBLIC_URL", _http_url, None),
             log_level=env.get("LOG_LEVEL", _log_level, "INFO"),
             model_short_answer=env.get("MODEL_SHORT_ANSWER", str, None),

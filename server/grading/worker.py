@@ -130,6 +130,8 @@ def install_worker(
         settings.database_url,
         pool_max=settings.db_pool_max,
         timeout_s=settings.db_timeout_s,
+        cache_interviews=settings.interview_cache_max,
+        cache_bytes=settings.interview_cache_max_bytes,
     )
 
     async def started(state: TaskiqState) -> None:

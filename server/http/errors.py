@@ -8,6 +8,8 @@ goes to ``Starlette(exception_handlers=...)`` and :data:`middleware` to
 * :class:`ApiError`: what the route decided (status, code, message);
 * :class:`~server.auth.AuthError`: 401 ``unauthenticated`` with its reason;
 * :class:`~server.errors.NotFound`: 404 ``not_found`` with its message;
+* :class:`~server.errors.QuotaExceeded`: 409 ``quota_exceeded`` with its message and
+  ``limit``;
 * :class:`~server.errors.Unavailable`: 503 ``unavailable``, logged as a warning;
 * anything else: 500 ``internal``, logged with its traceback.
 """
@@ -24,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ExceptionHandler
 
 from server.auth import AuthError
-from server.errors import NotFound, ServerError, Unavailable
+from server.errors import NotFound, QuotaExceeded, ServerError, Unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ def answer(request: Request, exc: Exception) -> ApiError:
             return ApiError(401, "unauthenticated", reason)
         case NotFound():
             return ApiError(404, "not_found", str(exc))
+        case QuotaExceeded(limit=limit):
+            return ApiError(409, "quota_exceeded", str(exc), limit=limit)
         case Unavailable():
             logger.warning("storage unavailable for %s %s", request.method, request.url)
             message = "the database is unavailable, retry later"
@@ -77,6 +81,7 @@ exception_handlers: dict[Any, ExceptionHandler] = {
     ApiError: error_response,
     AuthError: error_response,
     NotFound: error_response,
+    QuotaExceeded: error_response,
     Unavailable: error_response,
 }
 """For ``Starlette(exception_handlers=...)``: the errors a route may raise."""

@@ -24,7 +24,7 @@ from server.http.access import (
     staff,
 )
 from server.http.errors import ApiError
-from server.storage.attempts import InterviewRecord, Invitee
+from server.storage.attempts import InterviewRecord, Invitee, Quota
 
 
 def _summary(record: InterviewRecord) -> dict[str, object]:
@@ -56,6 +56,10 @@ async def create_interview(request: Request) -> Response:
         created_by=claims.sub,
         definition=definition,
         now=shared.clock(),
+        quota=Quota(
+            interviews=shared.settings.org_max_interviews,
+            definition_bytes=shared.settings.org_max_definition_bytes,
+        ),
     )
     headers = {"Location": f"/api/interviews/{record.id}"}
     return JSONResponse(_summary(record), status_code=201, headers=headers)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from dataclasses import asdict
 from typing import Annotated
 
@@ -18,7 +19,14 @@ from starlette.routing import BaseRoute, Route
 
 from protocol.ids import InterviewId, SessionId
 from server.auth import Claims
-from server.http.access import json_body, own_interview, problems, services, staff
+from server.http.access import (
+    json_body,
+    own_interview,
+    path_id,
+    problems,
+    services,
+    staff,
+)
 from server.http.errors import ApiError
 from server.storage.attempts import InterviewRecord
 from server.storage.results import (
@@ -35,6 +43,7 @@ CSV_COLUMNS = (
     *("final_score", "max_score", "percentage", "recommendation"),
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_INDEX = re.compile(r"[0-9]{1,6}")
 
 
 def _actor(claims: Claims) -> str:
@@ -45,7 +54,7 @@ async def _own_session(
     request: Request, claims: Claims
 ) -> tuple[InterviewRecord, SessionDetail]:
     """The attempt of the path, when its interview belongs to the caller's org."""
-    session_id = SessionId(request.path_params["session_id"])
+    session_id = SessionId(path_id(request, "session_id"))
     shared = services(request)
     detail = await shared.results.session_detail(session_id)
     interview = None
@@ -145,10 +154,12 @@ async def override(request: Request) -> Response:
 
 
 def _question_index(request: Request, interview: InterviewRecord) -> int:
-    raw = request.path_params["question_index"]
+    raw: str = request.path_params["question_index"]
     count = len(interview.definition.questions)
-    if not raw.isdigit() or int(raw) >= count:
-        raise ApiError(404, "not_found", f"no question {raw!r} in this interview")
+    # Not str.isdigit(): it takes "²", which int() refuses; and int() refuses more
+    # than 4,300 digits.
+    if _INDEX.fullmatch(raw) is None or int(raw) >= count:
+        raise ApiError(404, "not_found", f"no question {raw[:64]!r} in this interview")
     return int(raw)
 
 

@@ -1,8 +1,8 @@
 """Persistence of interviews and attempts (docs/design.md, "Storage interface").
 
 Raises the exceptions of :mod:`server.errors`: :class:`Conflict`,
-:class:`AlreadyInProgress`, :class:`Unavailable` (the drivers' errors, translated), and
-:class:`ServerError` for an integrity violation.
+:class:`AlreadyInProgress`, :class:`QuotaExceeded`, :class:`Unavailable` (the drivers'
+errors, translated), and :class:`ServerError` for an integrity violation.
 
 Every change of an attempt is one transaction guarded by the state it was decided from
 (design.md, "Time and truth"): ``UPDATE sessions ... WHERE status = 'in_progress' AND
@@ -29,7 +29,9 @@ from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server.errors import AlreadyInProgress, Conflict, ServerError
 from server.storage._audit import insert_audit
 from server.storage.database import Database, translated
+from server.storage.interviews import definition_bytes
 from server.storage.migrations import migrate
+from server.storage.quota import Quota, count_interview
 from server.storage.records import InterviewRecord, Invitee
 from server.storage.tables import (
     SESSION_WITH_DRAFT,
@@ -57,6 +59,7 @@ __all__ = [
     "DatabaseStorage",
     "InterviewRecord",
     "Invitee",
+    "Quota",
     "Storage",
     "migrate",
 ]
@@ -81,6 +84,7 @@ class Storage(Protocol):
         created_by: UserId,
         definition: InterviewDefinition,
         now: Millis,
+        quota: Quota | None = None,
     ) -> InterviewRecord: ...
     async def get_interview(
         self, interview_id: InterviewId
@@ -212,14 +216,23 @@ class DatabaseStorage:
         created_by: UserId,
         definition: InterviewDefinition,
         now: Millis,
+        quota: Quota | None = None,
     ) -> InterviewRecord:
+        """Store a new interview, counted in ``org``'s usage (whatever ``quota``).
+
+        Raises:
+            QuotaExceeded: it would take ``org`` past ``quota``; nothing is stored.
+        """
         record = InterviewRecord(
             InterviewId(_new_id()), org, created_by, now, definition
         )
+        row = interview_row(record)
+        size = definition_bytes(str(row["definition"]))
         async with self.database.transaction() as connection:
-            await connection.execute(interviews.insert().values(interview_row(record)))
+            await count_interview(connection, org, size, quota, sqlite=self._sqlite)
+            await connection.execute(interviews.insert().values(row))
             await connection.execute(questions.insert().values(question_rows(record)))
-        return self._interviews.remember(record)[0]
+        return self._interviews.remember(record, size)[0]
 
     @translated
     async def get_interview(self, interview_id: InterviewId) -> InterviewRecord | None:

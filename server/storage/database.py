@@ -26,7 +26,7 @@ from sqlalchemy.sql import ClauseElement
 
 from server.errors import ServerError, Unavailable
 from server.storage import _databases
-from server.storage.interviews import Interviews
+from server.storage.interviews import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, Interviews
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -122,6 +122,8 @@ class Database:
         pool_min: int = 1,
         pool_max: int = 10,
         timeout_s: float = DB_TIMEOUT_S,
+        cache_interviews: int = DEFAULT_MAX_COUNT,
+        cache_bytes: int = DEFAULT_MAX_BYTES,
     ) -> None:
         self._sqlite = url.startswith("sqlite")
         options: dict[str, Any] = (
@@ -146,7 +148,9 @@ class Database:
             if self._sqlite
             else None
         )
-        self.interviews = Interviews(self._database)
+        self.interviews = Interviews(
+            self._database, max_count=cache_interviews, max_bytes=cache_bytes
+        )
 
     @property
     def is_sqlite(self) -> bool:

@@ -47,6 +47,17 @@ interviews = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
 )
 
+# Migration 0004: what each organisation stores, counted as interviews are created
+# (server/storage/quota.py); a row per organisation, so that every instance checks
+# its quota against the same numbers.
+org_usage = sa.Table(
+    "org_usage",
+    metadata,
+    sa.Column("org", sa.Text, primary_key=True),
+    sa.Column("interviews", sa.BigInteger, nullable=False),
+    sa.Column("definition_bytes", sa.BigInteger, nullable=False),
+)
+
 questions = sa.Table(
     "questions",
     metadata,

@@ -376,6 +376,22 @@ async def test_deeply_nested_json_is_a_bad_frame_and_the_connection_stays_open(
     await assert_serves_others(server)
 
 
+@pytest.mark.parametrize("text", ["a\u0000b", "\ud800"], ids=["nul", "lone-surrogate"])
+async def test_text_no_database_can_store_is_a_bad_frame_and_the_connection_stays_open(
+    server: Server, text: str
+) -> None:
+    # Both closed the socket with 1011 before: PostgreSQL refuses NUL, and no
+    # driver encodes a lone surrogate.
+    alice = await attached(server)
+    for kind in ("draft", "answer"):
+        frame = {"type": kind, "question_index": 0, "answer": text, "ref": kind}
+        await alice.send_raw(json.dumps(frame))
+        await alice.expect_error("bad_frame")
+    await alice.send({"type": "answer", "question_index": 0, "answer": "b"})
+    assert (await alice.expect("answer_ack"))["status"] == "accepted"
+    await assert_serves_others(server)
+
+
 # -- close codes chosen by the client -------------------------------------------------
 
 CLIENT_CLOSE_CODES = (4999, 3000, 4000, 1234, 1004, 2999, 5000, 65535)

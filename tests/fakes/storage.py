@@ -29,7 +29,14 @@ from protocol.attempt import Answer, Attempt, Change, Draft, Status
 from protocol.audit import AuditEntry
 from protocol.definition import InterviewDefinition
 from protocol.ids import InterviewId, Millis, SessionId, UserId
-from server.errors import AlreadyInProgress, Conflict, ServerError, Unavailable
+from server.errors import (
+    AlreadyInProgress,
+    Conflict,
+    QuotaExceeded,
+    ServerError,
+    Unavailable,
+)
+from server.storage.quota import Quota
 from server.storage.records import InterviewRecord, Invitee
 
 Method = Literal[
@@ -179,8 +186,14 @@ class FakeStorage:
         created_by: UserId,
         definition: InterviewDefinition,
         now: Millis,
+        quota: Quota | None = None,
     ) -> InterviewRecord:
         await self._enter("create_interview")
+        held = sum(record.org == org for record in self.interviews.values())
+        if quota is not None and held >= quota.interviews:
+            # The database also counts definition bytes; no test of the fake needs it.
+            message = f"{org} holds {held} interviews, the most it may"
+            raise QuotaExceeded(message, limit="interviews")
         record = InterviewRecord(
             InterviewId(uuid.uuid4().hex), org, created_by, now, definition
         )

@@ -153,6 +153,16 @@ def test_import_of_an_invalid_file_names_every_wrong_field(
     assert "questions.1.points" in error and "questions.0.correct_answer" in error
 
 
+def test_import_of_a_file_nested_too_deeply_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 200_000)
+
+    assert main(["import", str(deep)]) == 2
+    assert "deep.json is not valid JSON" in capsys.readouterr().err
+
+
 def test_import_of_a_missing_file_is_a_clear_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

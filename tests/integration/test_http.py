@@ -355,6 +355,55 @@ async def test_body_that_is_not_json_is_400(client: httpx.AsyncClient) -> None:
     assert response.json()["error"] == "bad_request"
 
 
+def _nested(levels: int) -> str:
+    return "[" * levels + "]" * levels
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 200_000,
+        json.dumps(_definition(title="DEEP"))
+        .encode()
+        .replace(b'"DEEP"', _nested(250).encode()),
+        json.dumps(_definition(title="\ud800")).encode(),
+        json.dumps(_definition(title="a\u0000b")).encode(),
+    ],
+    ids=["deep", "deep-inside-a-definition", "lone-surrogate", "nul"],
+)
+async def test_a_body_no_parser_or_database_takes_is_400(
+    client: httpx.AsyncClient, body: bytes
+) -> None:
+    org = _fresh("org")
+    created = await _create(client, org)
+    headers = _auth("recruiter", org=org)
+    for path in ["/api/interviews", f"/api/interviews/{created['id']}/invitations"]:
+        response = await client.post(path, content=body, headers=headers)
+
+        assert response.status_code == 400, response.text
+        assert response.json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("levels", [40, 150])
+async def test_a_test_value_nested_too_deep_is_422_at_its_path(
+    client: httpx.AsyncClient, levels: int
+) -> None:
+    # 150 levels passed before, and the stored definition then failed to load on
+    # every instance but the one that had created it (pydantic's parser stops at 200).
+    definition = _definition()
+    questions = definition["questions"]
+    assert isinstance(questions, list)
+    questions[4]["tests"]["cases"][0]["expected"] = json.loads(_nested(levels))
+
+    response = await client.post(
+        "/api/interviews", json=definition, headers=_auth("recruiter", org="acme")
+    )
+
+    assert response.status_code == 422, response.text
+    [problem] = response.json()["problems"]
+    assert problem["path"] == "questions.4.tests.cases.0.expected"
+
+
 async def test_invalid_definition_is_422_with_the_paths_of_every_problem(
     client: httpx.AsyncClient,
 ) -> None:
@@ -375,6 +424,46 @@ async def test_invalid_definition_is_422_with_the_paths_of_every_problem(
     paths = {problem["path"] for problem in body["problems"]}
     assert paths == {"title", "questions.0.points", "questions.1.correct_answer"}
     assert all(problem["message"] for problem in body["problems"])
+
+
+async def test_an_organisation_past_its_interview_quota_is_409(
+    storage: DatabaseStorage, clock: FakeClock
+) -> None:
+    settings = dataclasses.replace(SETTINGS, org_max_interviews=2)
+    org, other = _fresh("org"), _fresh("org")
+    async with _client(_app(storage, clock, settings=settings)) as client:
+        for _ in range(2):
+            await _create(client, org)
+
+        refused = await client.post(
+            "/api/interviews", json=_definition(), headers=_auth("recruiter", org=org)
+        )
+        await _create(client, other)  # another organisation counts on its own
+
+    assert refused.status_code == 409
+    body = refused.json()
+    assert (body["error"], body["limit"]) == ("quota_exceeded", "interviews")
+    assert body["message"] == (
+        f"organisation {org!r} has 2 interviews, the most its quota allows"
+    )
+
+
+async def test_an_organisation_past_its_definition_bytes_quota_is_409(
+    storage: DatabaseStorage, clock: FakeClock
+) -> None:
+    settings = dataclasses.replace(SETTINGS, org_max_definition_bytes=10_000)
+    org = _fresh("org")
+    async with _client(_app(storage, clock, settings=settings)) as client:
+        await _create(client, org)  # the example: about 6 KB stored
+
+        refused = await client.post(
+            "/api/interviews", json=_definition(), headers=_auth("recruiter", org=org)
+        )
+
+    assert refused.status_code == 409
+    body = refused.json()
+    assert (body["error"], body["limit"]) == ("quota_exceeded", "definition_bytes")
+    assert "over its quota of 10000" in body["message"]
 
 
 async def test_list_shows_only_the_callers_organisation(
@@ -445,6 +534,24 @@ async def test_unknown_interview_is_404(client: httpx.AsyncClient) -> None:
     )
 
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("interview", ["%00", "a%00b", "x" * 65, "%C2%B2"])
+async def test_an_interview_id_no_server_could_make_is_404(
+    client: httpx.AsyncClient, interview: str
+) -> None:
+    headers = _auth("recruiter", org="acme")
+    invitations = {"candidates": [{"id": "c1", "name": "Ada"}]}
+    for response in [
+        await client.get(f"/api/interviews/{interview}", headers=headers),
+        await client.post(
+            f"/api/interviews/{interview}/invitations",
+            json=invitations,
+            headers=headers,
+        ),
+    ]:
+        assert response.status_code == 404, response.text
+        assert response.json()["error"] == "not_found"
 
 
 # -- invitations ----------------------------------------------------------------------

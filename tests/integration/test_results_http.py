@@ -6,6 +6,7 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -186,6 +187,58 @@ async def test_an_override_of_a_question_that_does_not_exist_is_not_found(
         path = f"/api/sessions/{evaluated}/answers/{index}/override"
         response = await client.post(path, json={"score": 1}, headers=auth())
         assert response.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "index",
+    ["\u00b2", "\u0661", "9" * 5_000, "+1", " 1", "1.0"],
+    ids=["superscript-two", "arabic-one", "5000-digits", "plus", "space", "float"],
+)
+async def test_an_override_index_that_is_not_plain_digits_is_not_found(
+    client: httpx.AsyncClient, evaluated: SessionId, index: str
+) -> None:
+    path = f"/api/sessions/{evaluated}/answers/{quote(index)}/override"
+    response = await client.post(path, json={"score": 1}, headers=auth())
+
+    assert response.status_code == 404, response.text
+    assert response.json()["error"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 200_000,
+        b'{"score": 1, "note": ' + b"[" * 250 + b"]" * 250 + b"}",
+        b'{"score": 1, "note": "\\ud800"}',
+        b'{"score": 1, "note": "a\\u0000b"}',
+    ],
+    ids=["deep", "deep-field", "lone-surrogate", "nul"],
+)
+async def test_an_override_body_that_no_database_could_store_is_400(
+    client: httpx.AsyncClient, evaluated: SessionId, body: bytes
+) -> None:
+    path = f"/api/sessions/{evaluated}/answers/2/override"
+    response = await client.post(path, content=body, headers=auth())
+
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "bad_request"
+
+
+@pytest.mark.parametrize("session", ["%00", "a%00b", "x" * 65, "%C2%B2"])
+async def test_a_session_id_no_server_could_make_is_not_found(
+    client: httpx.AsyncClient, evaluated: SessionId, session: str
+) -> None:
+    for response in [
+        await client.get(f"/api/sessions/{session}", headers=auth()),
+        await client.post(f"/api/sessions/{session}/reevaluate", headers=auth()),
+        await client.post(
+            f"/api/sessions/{session}/answers/0/override",
+            json={"score": 1},
+            headers=auth(),
+        ),
+    ]:
+        assert response.status_code == 404, response.text
+        assert response.json()["error"] == "not_found"
 
 
 async def test_an_override_of_a_question_not_answered_yet_is_not_found(

@@ -33,22 +33,23 @@ def alembic_url(url: str) -> str:
     return _ASYNC_DRIVERS.get(scheme, scheme) + separator + rest
 
 
-async def migrate(url: str) -> None:
-    """Upgrade the database at ``url`` to the newest revision (idempotent)."""
+async def migrate(url: str, revision: str = "head") -> None:
+    """Upgrade the database at ``url`` to ``revision``, by default the newest
+    (idempotent)."""
     _create_sqlite_folder(url)
     engine = create_async_engine(alembic_url(url), poolclass=pool.NullPool)
     try:
         async with engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+            await connection.run_sync(_upgrade, revision)
     finally:
         await engine.dispose()
 
 
-def _upgrade(connection: Connection) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(_HERE))
     config.attributes["connection"] = connection
-    command.upgrade(config, "head")
+    command.upgrade(config, revision)
 
 
 def _create_sqlite_folder(url: str) -> None:

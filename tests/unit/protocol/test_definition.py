@@ -5,14 +5,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from protocol.attempt import Option, QuestionView
 from protocol.definition import (
+    MAX_TEST_VALUE_DEPTH,
     CodeQuestion,
     DefinitionError,
+    InterviewDefinition,
     McqQuestion,
     ShortAnswerQuestion,
     parse_definition,
@@ -116,6 +119,105 @@ def test_each_wrong_field_is_reported_by_its_path() -> None:
     }
     assert found["questions.0.correct_answer"] == "Field required"
     assert "greater than 0" in found["questions.1.points"]
+
+
+# -- size limits (issue 10: what one recruiter may make a server hold) ----------------
+
+DEEP = 40  # levels of nesting past MAX_TEST_VALUE_DEPTH, far below Python's limit
+
+
+def _nested(levels: int) -> object:
+    value: object = 1
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (lambda q: q[1].update(sample_solution="x" * 20_001), "1.sample_solution"),
+        (lambda q: q[2].update(sample_solution="x" * 20_001), "2.sample_solution"),
+        (lambda q: q[1].update(expected_keywords=["k"] * 51), "1.expected_keywords"),
+        (
+            lambda q: q[1].update(expected_keywords=["k" * 201]),
+            "1.expected_keywords.0",
+        ),
+        (
+            lambda q: q[2].update(evaluation_criteria=["c"] * 21),
+            "2.evaluation_criteria",
+        ),
+        (
+            lambda q: q[2].update(evaluation_criteria=["c" * 501]),
+            "2.evaluation_criteria.0",
+        ),
+        (
+            lambda q: q[2]["tests"].update(cases=q[2]["tests"]["cases"] * 51),
+            "2.tests.cases",
+        ),
+        (
+            lambda q: q[2]["tests"]["cases"][0].update(args=["x" * 10_000]),
+            "2.tests.cases.0.args",
+        ),
+        (
+            lambda q: q[2]["tests"]["cases"][0].update(expected="x" * 10_000),
+            "2.tests.cases.0.expected",
+        ),
+        (
+            lambda q: q[2]["tests"]["cases"][0].update(args=[_nested(DEEP)]),
+            "2.tests.cases.0.args",
+        ),
+        (
+            lambda q: q[2]["tests"]["cases"][0].update(expected=_nested(DEEP)),
+            "2.tests.cases.0.expected",
+        ),
+        (lambda q: q[2]["tests"].update(entrypoint="f" * 101), "2.tests.entrypoint"),
+    ],
+)
+def test_oversized_parts_are_refused_at_their_path(
+    change: Callable[[list[dict[str, Any]]], None], path: str
+) -> None:
+    data = example()
+    change(data["questions"])
+
+    assert list(problems(data)) == [f"questions.{path}"]
+
+
+def test_test_values_nested_up_to_the_limit_are_kept() -> None:
+    data = example()
+    case = data["questions"][2]["tests"]["cases"][0]
+    case["args"] = [_nested(MAX_TEST_VALUE_DEPTH - 1)]  # args is a level itself
+    case["expected"] = {"tree": _nested(MAX_TEST_VALUE_DEPTH - 1)}
+
+    code = parse_definition(data).questions[2]
+
+    assert isinstance(code, CodeQuestion) and code.tests is not None
+    assert code.tests.cases[0].expected == case["expected"]
+
+
+def test_a_test_nested_deeper_than_python_recursion_is_refused_not_raised() -> None:
+    data = example()
+    case = data["questions"][2]["tests"]["cases"][0]
+    case["expected"] = json.loads("[" * 900 + "]" * 900)
+
+    found = problems(data)
+
+    assert "levels of nested" in found["questions.2.tests.cases.0.expected"]
+
+
+def test_a_definition_at_every_limit_is_stored_and_read_back_alike() -> None:
+    data = example()
+    code = data["questions"][2]
+    code["sample_solution"] = "s" * 20_000
+    code["evaluation_criteria"] = ["c" * 500] * 20
+    case = {"args": [_nested(MAX_TEST_VALUE_DEPTH - 1)], "expected": "e" * 9_998}
+    code["tests"]["cases"] = [case] * 50
+
+    definition = parse_definition(data)
+
+    assert InterviewDefinition.model_validate_json(definition.model_dump_json()) == (
+        definition
+    )
 
 
 def test_an_mcq_answer_that_is_not_an_option_is_refused_at_correct_answer() -> None:

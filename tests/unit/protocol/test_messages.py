@@ -118,6 +118,14 @@ def test_the_parsed_frames_cover_every_client_frame_type() -> None:
     }
 
 
+def test_an_escaped_backslash_before_u0000_is_no_nul() -> None:
+    text = frame(type="answer", question_index=0, answer="\\u0000")
+
+    assert parse_client_message(text) == SubmitAnswer(
+        question_index=0, answer="\\u0000"
+    )
+
+
 def test_unknown_extra_fields_are_ignored() -> None:
     text = frame(type="answer", question_index=0, answer="a", client_version="2.1")
 
@@ -134,6 +142,14 @@ def test_unknown_extra_fields_are_ignored() -> None:
         ('"answer"', "expected a JSON object, got str"),
         ("null", "expected a JSON object, got NoneType"),
         ("[" * 100_000, "expected a JSON object, got too deeply nested JSON"),
+        (
+            '{"type": "answer", "question_index": 0, "answer": "\\ud800"}',
+            "expected a JSON object, got invalid JSON",
+        ),
+        (
+            '{"type": "draft", "question_index": 0, "answer": "a\\u0000"}',
+            "expected JSON without NUL characters (\\u0000)",
+        ),
         ("{}", "got no type"),
         (frame(type="shout"), "got type 'shout'"),
         (frame(type=3), "got type '3'"),
