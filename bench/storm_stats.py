@@ -88,10 +88,14 @@ def storm_figures(
     """The report's figures from the workers' samples.
 
     ``resumes``: one ``(closed_at, attached_at, attempts)`` per socket that came
-    back; ``displaced``: sockets the restart closed; ``not_back``: sockets closed and
+    back (``resume_ms`` from its close, ``resume_after_accepting_ms`` from the later
+    of its close and the new process accepting); ``displaced``: sockets the restart closed; ``not_back``: sockets closed and
     not attached again when the run ended.
     """
     latencies = [attached - closed for closed, attached, _ in resumes]
+    after_accepting = [
+        attached - max(closed, timeline.accepting_at) for closed, attached, _ in resumes
+    ]
     attempts = [float(count) for _, _, count in resumes]
     last = max((attached for _, attached, _ in resumes), default=None)
     codes = merge_counts(close_codes)
@@ -111,6 +115,7 @@ def storm_figures(
         "all_attached_after_accepting_s": all_back_s,
         "all_attached_after_signal_s": after_signal_s,
         "resume_ms": summarize(latencies).as_dict(),
+        "resume_after_accepting_ms": summarize(after_accepting).as_dict(),
         "attempts": summarize(attempts).as_dict(),
         "close_codes": dict(sorted(codes.items())),
         "refusals": dict(collections.Counter(refused).most_common()),
