@@ -80,6 +80,7 @@ class StormWorker:
         self.refusals: dict[str, int] = {}
         self.resumes: list[tuple[float, float, int]] = []
         self.closes_by_instance: dict[str, int] = {}
+        self.watchers: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
         await self._attach_all()
@@ -89,19 +90,14 @@ class StormWorker:
             if client.attached and client.instance == self.config.restarted
         )
         self.out.put(("attached", self.config.worker, self.attached, on_restarted))
-        watchers = [
-            asyncio.create_task(self._watch(offset, client))
-            for offset, client in enumerate(self.clients)
-            if client.attached
-        ]
         progress = asyncio.create_task(self._progress())
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self._wait_stop)
         self.stopping = True
         await asyncio.gather(*(client.close() for client in self.clients))
-        for watcher in watchers:
+        for watcher in self.watchers:
             watcher.cancel()
-        await asyncio.gather(*watchers, return_exceptions=True)
+        await asyncio.gather(*self.watchers, return_exceptions=True)
         progress.cancel()
         self.out.put(("result", self.config.worker, self._result()))
 
@@ -117,21 +113,28 @@ class StormWorker:
         interval = 1 / self.config.connect_rate
         next_at = loop.time()
         tasks: list[asyncio.Task[None]] = []
-        for client in self.clients:
+        for offset, client in enumerate(self.clients):
             await limit.acquire()
-            tasks.append(asyncio.create_task(self._attach_first(client, limit)))
+            attaching = self._attach_first(offset, client, limit)
+            tasks.append(asyncio.create_task(attaching))
             next_at += interval
             await asyncio.sleep(max(0.0, next_at - loop.time()))
         await asyncio.gather(*tasks)
 
-    async def _attach_first(self, client: Client, limit: asyncio.Semaphore) -> None:
+    async def _attach_first(
+        self, offset: int, client: Client, limit: asyncio.Semaphore
+    ) -> None:
         try:
             await self._attach(client)
         except Exception as exc:
             reason = failure_reason(exc)
             self.first_failures[reason] = self.first_failures.get(reason, 0) + 1
+            return
         finally:
             limit.release()
+        # Read at once: a socket left unread stops answering the server's pings
+        # (its reads pause once 16 frames wait) and is closed 1011 after ~30 s.
+        self.watchers.append(asyncio.create_task(self._watch(offset, client)))
 
     async def _attach(self, client: Client) -> None:
         await client.attach(
