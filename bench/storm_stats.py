@@ -89,8 +89,8 @@ def storm_figures(
 
     ``resumes``: one ``(closed_at, attached_at, attempts)`` per socket that came
     back (``resume_ms`` from its close, ``resume_after_accepting_ms`` from the later
-    of its close and the new process accepting); ``displaced``: sockets the restart closed; ``not_back``: sockets closed and
-    not attached again when the run ended.
+    of its close and the new process accepting); ``displaced``: sockets the restart
+    closed; ``not_back``: sockets closed and not attached again when the run ended.
     """
     latencies = [attached - closed for closed, attached, _ in resumes]
     after_accepting = [
