@@ -56,6 +56,7 @@ class Client:
         "in_flight_ticks",
         "instance",
         "last_tick",
+        "lease",
         "question_count",
         "question_index",
         "reader",
@@ -83,6 +84,7 @@ class Client:
         self.reader: asyncio.Task[None] | None = None
         self.closing = False
         self.deadline: int | None = None
+        self.lease: str | None = None  # of the last state: resume{lease} comes back
         self.segment_from = 0
         self.question_index = 0
         self.question_count = 0
@@ -104,6 +106,8 @@ class Client:
         self.segment_from = int(frame["server_time"])
         self.question_index = int(frame["question_index"])
         self.question_count = int(frame["question_count"])
+        lease = frame.get("lease")
+        self.lease = lease if isinstance(lease, str) else None
         self.answering = False
         self.sent_ref = None
         self.in_flight_ticks.clear()
@@ -115,12 +119,15 @@ class Client:
         *,
         resume: bool,
         compression: str | None,
+        lease: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         """Connect, authenticate and attach: ``(state frame, took over)``.
 
         ``start`` the interview, or ``resume`` when asked to or when ``hello`` reports
         an attempt in progress; a ``session_locked`` answer (the previous socket of
-        this candidate is not released yet) is retried once with a takeover.
+        this candidate is not released yet) is retried once with a takeover. A
+        ``lease`` (of the last ``state``) goes with ``resume``, as clients do after
+        losing their connection.
 
         Raises:
             AttachError, ConnectionClosed, InvalidStatus, OSError, TimeoutError.
@@ -142,7 +149,10 @@ class Client:
                 raise AttachError(f"expected hello, got {_label(hello)}")
             self.tick_interval_ms = int(hello["tick_interval_ms"])
             if resume or hello.get("active_session"):
-                await ws.send(json.dumps({"type": "resume"}))
+                resuming: dict[str, object] = {"type": "resume"}
+                if lease is not None:
+                    resuming["lease"] = lease
+                await ws.send(json.dumps(resuming))
             else:
                 start = {"type": "start", "interview_id": interview_id}
                 await ws.send(json.dumps(start))

@@ -160,6 +160,7 @@ class OwnServers:
     database: str | None = None
     redis_url: str | None = None
     redis_prefix: str | None = None
+    env: dict[str, str] | None = None  # the instances' environment, to restart one
 
     @property
     def ws_urls(self) -> list[str]:
@@ -258,7 +259,8 @@ def start_servers(
             env["REDIS_URL"], env["REDIS_PREFIX"] = redis_url, own.redis_prefix
         _migrate(env)
         for index in range(instances):
-            own.servers.append(_spawn(env, directory / f"server-{index}.log"))
+            own.servers.append(spawn(env, directory / f"server-{index}.log"))
+        own.env = env
         for server in own.servers:
             _wait_started(server)
     except BaseException as exc:
@@ -288,8 +290,9 @@ def _migrate(env: dict[str, str]) -> None:
         )
 
 
-def _spawn(env: dict[str, str], log_path: Path) -> OwnServer:
-    port = free_port()
+def spawn(env: dict[str, str], log_path: Path, port: int | None = None) -> OwnServer:
+    """``python -m server serve`` on ``port`` (a free one by default)."""
+    port = port or free_port()
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "server", "serve", "--host", HOST, "--port", str(port)],

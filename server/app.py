@@ -27,6 +27,7 @@ from server.candidate.sweeper import Sweeper
 from server.cluster.bus import EventBus, InProcessBus, RedisBus
 from server.cluster.client import RedisClient
 from server.cluster.lock import InProcessLock, RedisLock, SessionLock
+from server.descriptors import DescriptorGuard
 from server.grading.worker import Grading
 from server.http import exception_handlers, middleware, routes
 from server.metrics import Metrics
@@ -91,6 +92,7 @@ def create_app(
         scheduler=scheduler,
         metrics=Metrics(),
         readiness=readiness,
+        descriptors=DescriptorGuard(settings.reserved_fds),
     )
 
     @contextlib.asynccontextmanager

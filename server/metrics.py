@@ -41,6 +41,12 @@ class Metrics:
             ["code"],
             registry=reg,
         )
+        self.refusals = Counter(
+            "interview_socket_refusals",
+            "Candidate sockets refused at the handshake, by reason",
+            ["reason"],
+            registry=reg,
+        )
         self.answers = Counter(
             "interview_answers_recorded", "Answers recorded", registry=reg
         )

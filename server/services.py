@@ -15,6 +15,7 @@ from typing import Protocol
 from protocol.ids import InterviewId, Millis, SessionId
 from server.cluster.bus import EventBus
 from server.cluster.lock import SessionLock
+from server.descriptors import DescriptorGuard
 from server.metrics import Metrics
 from server.settings import Settings
 from server.storage.attempts import Storage
@@ -90,3 +91,5 @@ class Services:
     metrics: Metrics = field(default_factory=Metrics)
     readiness: Mapping[str, Check] = field(default_factory=dict)
     """What ``/readyz`` checks besides the database, by name (broker, redis)."""
+    descriptors: DescriptorGuard = field(default_factory=lambda: DescriptorGuard(0))
+    """Whether a new candidate socket leaves the descriptors' reserve."""

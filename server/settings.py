@@ -74,6 +74,9 @@ class Settings:
     send_queue_max: int = 64
     # Ping interval and pong timeout: a vanished client lets go within 2 x 15 s.
     keepalive_s: float = 15.0
+    # Descriptors of the soft RLIMIT_NOFILE kept for the database, Redis and the
+    # sandbox: a candidate socket that would use one is refused with HTTP 503.
+    reserved_fds: int = 256
     sweep_interval_ms: int = 1000
     db_pool_max: int = 10
     # A PostgreSQL connect or statement taking longer fails (an unreachable database
@@ -160,6 +163,7 @@ class Settings:
             flood_close_s=env.get("FLOOD_CLOSE_S", _positive_float, 5.0),
             send_queue_max=env.get("SEND_QUEUE_MAX", _positive_int, 64),
             keepalive_s=env.get("KEEPALIVE_S", _positive_float, 15.0),
+            reserved_fds=env.get("RESERVED_FDS", _non_negative_int, 256),
             sweep_interval_ms=env.get("SWEEP_INTERVAL_MS", _positive_int, 1000),
             db_pool_max=env.get("DB_POOL_MAX", _positive_int, 10),
             db_timeout_s=env.get("DB_TIMEOUT_S", _positive_float, 5.0),

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass
 from typing import assert_never
 
+from starlette.responses import PlainTextResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from protocol import admission, audit, lease as leases
@@ -63,6 +64,7 @@ INBOX_HIGH = 64
 INBOX_LOW = 16
 """The reader stops reading frames at HIGH waiting ones and resumes at LOW."""
 CLOSE_TIMEOUT_S = 5.0
+AT_CAPACITY = "server at capacity: try again later"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +102,13 @@ _TOO_SLOW = _TooSlow()
 
 async def candidate_endpoint(websocket: WebSocket) -> None:
     services: Services = websocket.app.state.services
+    if not services.descriptors.admit():
+        # Near the descriptor limit: refuse before anything needs the database.
+        services.metrics.refusals.labels("descriptors").inc()
+        logger.info("socket refused: descriptors are nearly all in use")
+        refusal = PlainTextResponse(AT_CAPACITY, 503, headers={"Retry-After": "1"})
+        await websocket.send_denial_response(refusal)
+        return
     await websocket.accept()
     headers = websocket.headers
     if not services.settings.origin_allowed(headers.get("origin"), headers.get("host")):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
+import resource
 import socket
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,25 +197,46 @@ class Spawned:
         async with asyncio.timeout(UNIT_S):
             await self.process.wait()
 
+    async def terminate(self) -> int:
+        """SIGTERM: a graceful restart's first half; the exit status."""
+        self.process.terminate()
+        async with asyncio.timeout(3 * UNIT_S):
+            return await self.process.wait()
+
 
 @contextlib.asynccontextmanager
 async def spawned(
-    database_url: str, storage: DatabaseStorage, log: Path
+    database_url: str,
+    storage: DatabaseStorage,
+    log: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    nofile: int | None = None,
 ) -> AsyncIterator[Spawned]:
-    """Run the CLI's ``serve`` on a free port; always killed on the way out."""
+    """Run the CLI's ``serve`` on a free port; always killed on the way out.
+
+    ``env`` adds variables; ``nofile`` lowers the child's soft ``RLIMIT_NOFILE``.
+    """
     port = free_port()
-    env = {
+    variables = {
         "PATH": os.environ.get("PATH", ""),
         "DATABASE_URL": database_url,
         "JWT_SECRET": SECRET,
         "LOG_LEVEL": "WARNING",
         "TICK_INTERVAL_MS": "200",
         "SWEEP_INTERVAL_MS": "100",
+        **(env or {}),
     }
     command = ["-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)]
     with log.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, *command, cwd=ROOT, env=env, stdout=output, stderr=output
+            sys.executable,
+            *command,
+            cwd=ROOT,
+            env=variables,
+            stdout=output,
+            stderr=output,
+            preexec_fn=None if nofile is None else functools.partial(_nofile, nofile),
         )
     try:
         await _healthy(process, port, log)
@@ -224,6 +247,12 @@ async def spawned(
             process.kill()
         async with asyncio.timeout(UNIT_S):
             await process.wait()
+
+
+def _nofile(soft: int) -> None:
+    """In the child before exec: at most ``soft`` open descriptors."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 async def _healthy(process: asyncio.subprocess.Process, port: int, log: Path) -> None:

@@ -114,6 +114,7 @@ PART_OF_MODULE: Mapping[str, str] = {
     "server.metrics": FOUNDATION,
     "server.batching": FOUNDATION,
     "server._gc": FOUNDATION,
+    "server.descriptors": FOUNDATION,
     "server.services": "services",
     "server.app": "entry",
     "server.__main__": "entry",
