@@ -6,6 +6,7 @@ configured, and by the offline grader otherwise; multiple choice never needs a m
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import assert_never
 
@@ -66,7 +67,11 @@ class TaskGrader:
             return grade_mcq(question, answer)
         if isinstance(question, ShortAnswerQuestion):
             if self._short_answer is None:
-                return grade_short_answer_offline(question, answer)
+                # Up to a few hundred ms of text analysis for a long answer: in a
+                # thread, so that the event loop (ticks, expiry) is not held.
+                return await asyncio.to_thread(
+                    grade_short_answer_offline, question, answer
+                )
             return await self._short_answer.grade(question, answer)
         if isinstance(question, CodeQuestion):
             if self._code is None:

@@ -32,8 +32,9 @@ uses only :func:`keywords_found` and lets the model judge the rest.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 MIN_SENTENCE_WORDS = 4
@@ -46,6 +47,10 @@ MAX_LIST_SHARE = 0.5
 NEED_PER_KEYWORD = 12
 MIN_NEED = 25
 LONG_FACTOR = 3
+MAX_SEGMENTS = 400
+"""Segments of an answer read for evidence; the rest count as words, never as prose.
+Keeps the work per answer bounded (keywords x segments pattern searches): an answer
+of 400 sentences is ten times longer than any question here needs."""
 
 _WORD = re.compile(r"[^\W_](?:[\w+#'-]*[\w+#])?")
 _BREAK = re.compile(r"[.!?;]+(?=\s|$)|\n")
@@ -117,6 +122,7 @@ def keywords_found(keywords: Sequence[str], answer: str) -> list[str]:
     return [keyword for keyword in keywords if _pattern(keyword).search(answer)]
 
 
+@functools.lru_cache(maxsize=4096)
 def _pattern(keyword: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){re.escape(keyword)}(?!\w)", re.IGNORECASE)
 
@@ -170,10 +176,13 @@ def keyword_evidence(
     """
     every = segments(answer)
     unique, templated = _unique(every)
-    prose = [s for s in unique if s.prose]
-    used = [
-        k for k in keywords if any(_credits(k, s, keywords, max_share) for s in prose)
+    prose = [s for s in unique[:MAX_SEGMENTS] if s.prose]
+    counts = [_counts(keywords, s) for s in prose]
+    credited = [
+        _credited(found, s, keywords, max_share)
+        for found, s in zip(counts, prose, strict=True)
     ]
+    used = [k for k in keywords if any(k in found for found in credited)]
     listed = [k for k in keywords_found(keywords, answer) if k not in used]
     prose_words = sum(len(s.words) for s in prose)
     total_words = sum(len(s.words) for s in every)
@@ -186,7 +195,7 @@ def keyword_evidence(
     list_words = total_words - prose_words + templated
     factor = _list_factor(list_words, total_words, reasons)
     needed = max(MIN_NEED, need, NEED_PER_KEYWORD * len(keywords))
-    on_topic = _on_topic_words(prose, keywords, topic)
+    on_topic = _on_topic_words(prose, counts, topic)
     factor *= _length_factor(on_topic, total_words, needed, reasons)
     return KeywordEvidence(
         len(keywords), tuple(used), tuple(listed), cap, factor, tuple(reasons)
@@ -216,15 +225,24 @@ def _template(found: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(w if w in FUNCTION_WORDS or w in VERBS else "" for w in found)
 
 
-def _credits(
-    keyword: str, segment: Segment, keywords: Sequence[str], max_share: float
-) -> bool:
-    if not _pattern(keyword).search(segment.text):
-        return False
-    keyword_words = sum(
-        len(_pattern(k).findall(segment.text)) * len(words(k)) for k in keywords
-    )
-    return keyword_words <= max_share * len(segment.words)
+def _counts(keywords: Sequence[str], segment: Segment) -> dict[str, int]:
+    """How often each keyword occurs in ``segment`` (those that do)."""
+    found = {k: len(_pattern(k).findall(segment.text)) for k in keywords}
+    return {k: count for k, count in found.items() if count}
+
+
+def _credited(
+    counts: Mapping[str, int],
+    segment: Segment,
+    keywords: Sequence[str],
+    max_share: float,
+) -> frozenset[str]:
+    """The keywords ``segment`` credits: all it holds, unless keywords make up
+    more than ``max_share`` of its words (then none)."""
+    keyword_words = sum(count * len(words(k)) for k, count in counts.items())
+    if keyword_words > max_share * len(segment.words):
+        return frozenset()
+    return frozenset(counts)
 
 
 def _list_factor(list_words: int, total_words: int, reasons: list[str]) -> float:
@@ -238,14 +256,14 @@ def _list_factor(list_words: int, total_words: int, reasons: list[str]) -> float
 
 
 def _on_topic_words(
-    prose: Sequence[Segment], keywords: Sequence[str], topic: str
+    prose: Sequence[Segment], counts: Sequence[Mapping[str, int]], topic: str
 ) -> int:
     common = FUNCTION_WORDS | VERBS
     vocabulary = {w for w in words(topic) if len(w) >= 4 and w not in common}
     return sum(
         len(s.words)
-        for s in prose
-        if vocabulary.intersection(s.words) or keywords_found(keywords, s.text)
+        for s, found in zip(prose, counts, strict=True)
+        if found or vocabulary.intersection(s.words)
     )
 
 

@@ -49,8 +49,14 @@ def _grade(score: float, points: float, feedback: dict[str, object]) -> Grade:
     )
 
 
+MAX_REFERENCE_WORDS = 100
+"""Reference words searched for, the longest first: bounds the work per answer."""
+
+
 def _reference_words(text: str) -> list[str]:
-    return sorted({word for word in words(text) if len(word) >= 4})
+    found = {word for word in words(text) if len(word) >= 4}
+    longest = sorted(found, key=lambda word: (-len(word), word))
+    return sorted(longest[:MAX_REFERENCE_WORDS])
 
 
 def grade_short_answer_offline(question: ShortAnswerQuestion, answer: str) -> Grade:

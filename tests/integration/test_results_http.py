@@ -230,6 +230,7 @@ async def test_a_session_id_no_server_could_make_is_not_found(
 ) -> None:
     for response in [
         await client.get(f"/api/sessions/{session}", headers=auth()),
+        await client.get(f"/api/sessions/{session}/audit", headers=auth()),
         await client.post(f"/api/sessions/{session}/reevaluate", headers=auth()),
         await client.post(
             f"/api/sessions/{session}/answers/0/override",

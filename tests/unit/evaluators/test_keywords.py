@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from evaluators.keywords import (
+    MAX_SEGMENTS,
     KeywordEvidence,
     keyword_evidence,
     keywords_found,
@@ -163,3 +164,14 @@ def test_only_accepted_keywords_count_ignoring_case() -> None:
 
 def test_keywords_found_is_still_a_plain_whole_word_search() -> None:
     assert keywords_found(KEYWORDS, PASTED) == list(KEYWORDS)
+
+
+def test_only_the_first_segments_are_read_so_a_huge_answer_costs_bounded_work() -> None:
+    filler = "".join(
+        f"The weather on day {day} is pleasant and the garden grows. "
+        for day in range(MAX_SEGMENTS)
+    )
+    late = "A b-tree is used so that a lookup reads fewer pages from storage."
+
+    assert evidence(late).used
+    assert evidence(filler + late).used == ()

@@ -7,6 +7,7 @@ import pytest
 from evaluators import GraderConfig, build_grader
 from evaluators.grade import EvaluationStatus, QuestionResult, Recommendation
 from evaluators.offline import (
+    MAX_REFERENCE_WORDS,
     MODEL,
     NOTICE,
     REVIEW,
@@ -232,3 +233,12 @@ async def test_build_grader_without_models_grades_offline_and_never_asks() -> No
     assert (short.model, written.model, summary.model) == ("offline",) * 3
     assert short.score == 10 and written.score == 20
     assert completer.requests == []
+
+
+def test_at_most_the_longest_reference_words_are_searched_for() -> None:
+    sample = " ".join(f"word{i:03d}" + "x" * (i % 7) for i in range(600))
+    question = short_answer((), sample_solution=sample)
+
+    grade = grade_short_answer_offline(question, "The word000 is used here well.")
+
+    assert grade.feedback["words_total"] == MAX_REFERENCE_WORDS

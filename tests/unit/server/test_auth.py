@@ -254,6 +254,22 @@ def test_a_kept_secret_is_made_once_private_then_reused(tmp_path: Path) -> None:
     assert kept_secret(path, create=False) == made
 
 
+@pytest.mark.parametrize("content", ["", "\n", "short"])
+def test_a_kept_secret_that_is_empty_or_short_is_refused_or_replaced(
+    tmp_path: Path, content: str
+) -> None:
+    path = tmp_path / "interview.db.jwt-secret"
+    path.write_text(content)
+
+    with pytest.raises(OSError, match="no usable secret"):
+        kept_secret(path, create=False)
+    made = kept_secret(path, create=True)
+    assert made is not None and len(made) >= 32
+    assert kept_secret(path, create=False) == made
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [entry.name for entry in tmp_path.iterdir()] == [path.name]
+
+
 def test_settings_without_a_secret_take_the_kept_one(tmp_path: Path) -> None:
     local = Settings(database_url=f"sqlite:///{tmp_path}/x.db")
     memory = Settings(database_url="sqlite:///:memory:")
