@@ -27,7 +27,7 @@ from starlette.requests import HTTPConnection
 
 from protocol.ids import UserId
 from server.errors import ServerError
-from server.settings import Settings
+from server.settings import MIN_JWT_SECRET_BYTES, Settings
 
 ALGORITHM = "HS256"
 DEFAULT_TTL_S = 3600
@@ -241,26 +241,47 @@ def _checked(payload: Mapping[str, object], *, error: type[Exception]) -> Claims
 def kept_secret(path: Path, *, create: bool) -> str | None:
     """The random secret kept in ``path`` (the demo's, beside its SQLite database).
 
-    With ``create``, a missing file is made (mode 0600) with a new secret; without,
-    a missing file gives ``None``.
+    With ``create``, a missing file is made (mode 0600) with a new secret, and one
+    that holds no usable secret (empty or short: a crash while it was written by an
+    earlier version, a hand edit) is replaced; without, a missing file gives ``None``.
+    The file appears whole or not at all: it is written under another name, then
+    linked into place.
 
     Raises:
-        OSError: the file cannot be read or written.
+        OSError: the file cannot be read or written, or (without ``create``) it
+            holds no usable secret.
     """
     try:
-        return path.read_text(encoding="ascii").strip()
+        kept = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         if not create:
             return None
+        return _keep_new_secret(path, replace=False)
+    if len(kept.encode()) >= MIN_JWT_SECRET_BYTES:
+        return kept
+    if not create:
+        raise OSError(f"{path} holds no usable secret: delete it and run demo again")
+    return _keep_new_secret(path, replace=True)
+
+
+def _keep_new_secret(path: Path, *, replace: bool) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_urlsafe(KEPT_SECRET_BYTES)
+    draft = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first: use theirs
-        return path.read_text(encoding="ascii").strip()
-    with os.fdopen(descriptor, "w", encoding="ascii") as file:
-        file.write(secret + "\n")
-    return secret
+        with os.fdopen(descriptor, "w", encoding="ascii") as file:
+            file.write(secret + "\n")
+        if replace:
+            os.replace(draft, path)
+            return secret
+        try:
+            os.link(draft, path)
+        except FileExistsError:  # another process kept one first: use theirs
+            return path.read_text(encoding="ascii").strip()
+        return secret
+    finally:
+        draft.unlink(missing_ok=True)
 
 
 def with_kept_secret(settings: Settings, *, create: bool) -> Settings:

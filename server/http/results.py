@@ -81,7 +81,7 @@ async def get_session(request: Request) -> Response:
 async def get_audit(request: Request) -> Response:
     """A page of the attempt's audit log after the cursor ``after``."""
     claims = staff(request)
-    session_id = SessionId(request.path_params["session_id"])
+    session_id = SessionId(path_id(request, "session_id"))
     limit = _page_limit(request.query_params.get("limit"))
     after = request.query_params.get("after") or None
     shared = services(request)
