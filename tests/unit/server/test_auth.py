@@ -23,17 +23,22 @@ from server.auth import (
 from server.settings import Settings
 
 SECRET = "unit-test-secret-that-is-long-enough-for-hs256"
-NOW_S = time.time()
+
+
+def _now_s() -> int:
+    """The wall clock as a test runs: verify_token reads it then, not at import."""
+    return int(time.time())
 
 
 def _token(**overrides: object) -> str:
+    now_s = _now_s()
     claims: dict[str, object] = {
         "sub": "u1",
         "name": "Ada",
         "role": "candidate",
         "org": None,
-        "iat": int(NOW_S),
-        "exp": int(NOW_S) + 600,
+        "iat": now_s,
+        "exp": now_s + 600,
     }
     claims.update(overrides)
     present = {key: value for key, value in claims.items() if value is not ...}
@@ -48,8 +53,9 @@ def _request(authorization: str | None) -> Request:
 
 
 def test_issued_token_verifies_to_the_same_claims() -> None:
+    now_s = _now_s()
     token = issue_token(
-        SECRET, sub="r1", role="recruiter", name="Grace", org="acme", now_s=NOW_S
+        SECRET, sub="r1", role="recruiter", name="Grace", org="acme", now_s=now_s
     )
 
     assert verify_token(SECRET, token) == Claims(
@@ -58,21 +64,23 @@ def test_issued_token_verifies_to_the_same_claims() -> None:
 
 
 def test_issued_token_carries_iat_and_exp_from_now_and_ttl() -> None:
+    now_s = _now_s()
     token = issue_token(
-        SECRET, sub="c1", role="candidate", name="Ada", ttl_s=60, now_s=NOW_S
+        SECRET, sub="c1", role="candidate", name="Ada", ttl_s=60, now_s=now_s
     )
 
     # The claims as written: this checks what was issued, not whether it is still valid.
     payload = jwt.decode(
         token, SECRET, algorithms=["HS256"], options={"verify_exp": False}
     )
-    assert payload["iat"] == int(NOW_S)
-    assert payload["exp"] == int(NOW_S) + 60
+    assert payload["iat"] == now_s
+    assert payload["exp"] == now_s + 60
     assert payload["org"] is None
 
 
 def test_expired_token_is_refused() -> None:
-    an_hour_ago = NOW_S - 3600
+    now_s = _now_s()
+    an_hour_ago = now_s - 3600
     token = issue_token(
         SECRET, sub="c1", role="candidate", name="Ada", ttl_s=60, now_s=an_hour_ago
     )
@@ -82,13 +90,14 @@ def test_expired_token_is_refused() -> None:
 
 
 def test_token_signed_with_another_secret_is_refused() -> None:
+    now_s = _now_s()
     forged = issue_token(
         "another-secret-that-is-long-enough-too!!",
         sub="c1",
         role="admin",
         name="Mallory",
         org="acme",
-        now_s=NOW_S,
+        now_s=now_s,
     )
 
     with pytest.raises(AuthError, match="signature"):
@@ -129,26 +138,28 @@ def test_a_token_with_only_the_claims_of_the_contract_is_accepted() -> None:
 
 
 def test_a_token_issued_in_the_future_is_refused_beyond_the_leeway() -> None:
-    assert verify_token(SECRET, _token(iat=int(NOW_S) + 2)).sub == "u1"
+    now_s = _now_s()
+    assert verify_token(SECRET, _token(iat=now_s + 2)).sub == "u1"
     with pytest.raises(AuthError, match="not valid yet"):
-        verify_token(SECRET, _token(iat=int(NOW_S) + 60))
+        verify_token(SECRET, _token(iat=now_s + 60))
     with pytest.raises(AuthError, match="iat"):
         verify_token(SECRET, _token(iat="yesterday"))
 
 
 def test_a_token_living_longer_than_the_maximum_is_refused() -> None:
+    now_s = _now_s()
     rules = TokenRules(SECRET, max_ttl_s=600)
-    day = int(NOW_S) + 86400
+    day = now_s + 86400
 
     assert verify_token(rules, _token()).sub == "u1"
-    assert verify_token(rules, _token(iat=..., exp=int(NOW_S) + 600)).sub == "u1"
+    assert verify_token(rules, _token(iat=..., exp=now_s + 600)).sub == "u1"
     with pytest.raises(AuthError, match="600 s"):
         verify_token(rules, _token(exp=day))
     with pytest.raises(AuthError, match="600 s"):
         verify_token(rules, _token(iat=..., exp=day))
     # A token issued long ago for long: its lifetime counts, not what is left.
     with pytest.raises(AuthError, match="600 s"):
-        verify_token(rules, _token(iat=int(NOW_S) - 86000, exp=int(NOW_S) + 400))
+        verify_token(rules, _token(iat=now_s - 86000, exp=now_s + 400))
 
 
 def test_an_audience_and_an_issuer_once_set_are_required_and_checked() -> None:
@@ -219,12 +230,13 @@ def test_staff_token_without_org_is_refused(role: str) -> None:
 
 
 def test_issuing_with_a_wrong_role_or_ttl_is_a_value_error() -> None:
+    now_s = _now_s()
     with pytest.raises(ValueError, match="role"):
-        issue_token(SECRET, sub="x", role="root", name="X", now_s=NOW_S)
+        issue_token(SECRET, sub="x", role="root", name="X", now_s=now_s)
     with pytest.raises(ValueError, match="org"):
-        issue_token(SECRET, sub="x", role="recruiter", name="X", now_s=NOW_S)
+        issue_token(SECRET, sub="x", role="recruiter", name="X", now_s=now_s)
     with pytest.raises(ValueError, match="ttl_s"):
-        issue_token(SECRET, sub="x", role="candidate", name="X", ttl_s=0, now_s=NOW_S)
+        issue_token(SECRET, sub="x", role="candidate", name="X", ttl_s=0, now_s=now_s)
 
 
 def test_bearer_header_yields_the_claims() -> None:
