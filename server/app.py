@@ -24,7 +24,7 @@ from protocol.ids import Millis
 from server.candidate.connection import candidate_endpoint
 from server.candidate.scheduler import Scheduler
 from server.candidate.sweeper import Sweeper
-from server.cluster.bus import EventBus, InProcessBus, RedisBus
+from server.cluster.bus import EventAnnouncer, EventBus, InProcessBus, RedisBus
 from server.cluster.client import RedisClient
 from server.cluster.lock import InProcessLock, RedisLock, SessionLock
 from server.descriptors import DescriptorGuard
@@ -73,6 +73,9 @@ def create_app(
     )
     lock = lock or (RedisLock(redis) if redis else InProcessLock())
     bus = bus or (RedisBus(redis) if redis else InProcessBus())
+    # Every committed write's interview events reach the monitors (server/monitor/).
+    announcer = EventAnnouncer(bus)
+    storage.database.on_events = announcer
     # Grading (issue 4): in this process, or by workers when REDIS_URL is set.
     results = ResultsStore(storage.database)  # the same handle
     grading = Grading(settings, results, bus, clock, grader=grader)

@@ -228,6 +228,27 @@ late_answers = sa.Table(
     sa.Column("last_sha256", sa.String(64), nullable=False),
 )
 
+# Migration 0006: the interview event log of the monitor socket
+# (server/storage/events.py). No foreign keys: retention deletes events on its own.
+event_cursors = sa.Table(
+    "event_cursors",
+    metadata,
+    sa.Column("interview_id", sa.String(32), primary_key=True),
+    sa.Column("last", sa.BigInteger, nullable=False),
+    sa.Column("pruned", sa.BigInteger, nullable=False),
+)
+
+interview_events = sa.Table(
+    "interview_events",
+    metadata,
+    sa.Column("interview_id", sa.String(32), primary_key=True),
+    sa.Column("cursor", sa.BigInteger, primary_key=True),
+    sa.Column("session_id", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("data", sa.Text, nullable=False),
+)
+
 # Rows <-> protocol values. Times stay integers; JSON is serialised here.
 
 SESSION_WITH_DRAFT = sa.select(
