@@ -31,10 +31,12 @@ from server.descriptors import DescriptorGuard
 from server.grading.worker import Grading
 from server.http import exception_handlers, middleware, routes
 from server.metrics import Metrics
+from server.monitor.connection import monitor_endpoint
 from server.services import Check, Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
 from server.storage.database import Database
+from server.storage.events import EventLog
 from server.storage.results import ResultsStore
 
 logger = logging.getLogger(__name__)
@@ -96,6 +98,7 @@ def create_app(
         metrics=Metrics(),
         readiness=readiness,
         descriptors=DescriptorGuard(settings.reserved_fds),
+        events=EventLog(storage.database),
     )
 
     @contextlib.asynccontextmanager
@@ -113,28 +116,59 @@ def create_app(
             recorded=grading.service.answers_recorded,
         )
         sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
+        pruning = asyncio.create_task(
+            _prune_forever(services.events, settings, clock), name="prune-events"
+        )
         logger.info("serving; database %s", _redacted(settings.database_url))
         try:
             yield
         finally:
-            for task in (sweeping, requeuing):
+            for task in (sweeping, requeuing, pruning):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             scheduler.close()
             await grading.stop()
+            await announcer.drain()
             if redis is not None:
                 await redis.close()
             await storage.disconnect()
 
     app = Starlette(
-        routes=[*routes(), WebSocketRoute("/ws/candidate", candidate_endpoint)],
+        routes=[
+            *routes(),
+            WebSocketRoute("/ws/candidate", candidate_endpoint),
+            WebSocketRoute("/ws/monitor", monitor_endpoint),
+        ],
         middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
     app.state.services = services
     return app
+
+
+PRUNE_INTERVAL_S = 60.0
+
+
+async def _prune_forever(
+    events: EventLog | None, settings: Settings, clock: Callable[[], Millis]
+) -> None:
+    """Event log retention (EVENT_RETENTION_COUNT, EVENT_RETENTION_S); every
+    instance may run it, the deletes are idempotent."""
+    while events is not None:
+        await asyncio.sleep(PRUNE_INTERVAL_S)
+        try:
+            removed = await events.prune(
+                clock(),
+                max_age_ms=settings.event_retention_s * 1000,
+                max_count=settings.event_retention_count,
+            )
+        except Exception as exc:
+            logger.warning("event log retention failed, will retry: %r", exc)
+        else:
+            if removed:
+                logger.info("event log retention removed %d events", removed)
 
 
 def _redacted(url: str) -> str:

@@ -19,6 +19,7 @@ from server.descriptors import DescriptorGuard
 from server.metrics import Metrics
 from server.settings import Settings
 from server.storage.attempts import Storage
+from server.storage.events import EventLog
 from server.storage.results import ResultsStore
 
 Clock = Callable[[], Millis]
@@ -93,3 +94,5 @@ class Services:
     """What ``/readyz`` checks besides the database, by name (broker, redis)."""
     descriptors: DescriptorGuard = field(default_factory=lambda: DescriptorGuard(0))
     """Whether a new candidate socket leaves the descriptors' reserve."""
+    events: EventLog | None = None
+    """The interview event log the monitor socket reads (create_app sets it)."""

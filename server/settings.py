@@ -72,6 +72,15 @@ class Settings:
     rate_burst: int = 50
     flood_close_s: float = 5.0
     send_queue_max: int = 64
+    # The monitor socket's send queue, in frames: room for a burst of events (a
+    # batch of grades) without closing 4008; replays wait for room instead.
+    monitor_queue_max: int = 2_000
+    # How often a monitor reads the event log for what an announcement may have lost.
+    monitor_check_s: float = 5.0
+    # Event log retention per interview (PROTOCOL.md 2, ``since``): the newest
+    # count, none older than the age; pruned every minute by serve.
+    event_retention_count: int = 100_000
+    event_retention_s: int = 30 * 86_400
     # Ping interval and pong timeout: a vanished client lets go within 2 x 15 s.
     keepalive_s: float = 15.0
     # Descriptors of the soft RLIMIT_NOFILE kept for the database, Redis and the
@@ -162,6 +171,12 @@ class Settings:
             rate_burst=env.get("RATE_BURST", _positive_int, 50),
             flood_close_s=env.get("FLOOD_CLOSE_S", _positive_float, 5.0),
             send_queue_max=env.get("SEND_QUEUE_MAX", _positive_int, 64),
+            monitor_queue_max=env.get("MONITOR_QUEUE_MAX", _positive_int, 2_000),
+            monitor_check_s=env.get("MONITOR_CHECK_S", _positive_float, 5.0),
+            event_retention_count=env.get(
+                "EVENT_RETENTION_COUNT", _positive_int, 100_000
+            ),
+            event_retention_s=env.get("EVENT_RETENTION_S", _positive_int, 30 * 86_400),
             keepalive_s=env.get("KEEPALIVE_S", _positive_float, 15.0),
             reserved_fds=env.get("RESERVED_FDS", _non_negative_int, 256),
             sweep_interval_ms=env.get("SWEEP_INTERVAL_MS", _positive_int, 1000),

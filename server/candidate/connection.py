@@ -51,10 +51,10 @@ from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
 from server.auth import AuthError, TokenRules, verify_token
 from server.candidate.lobby import Lobby
-from server.candidate.outbox import Outbox
 from server.cluster.bus import Subscription
 from server.cluster.lock import Acquired
 from server.errors import Conflict, ServerError, frame_message
+from server.outbox import Outbox
 from server.services import Services
 
 logger = logging.getLogger(__name__)

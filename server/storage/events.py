@@ -33,10 +33,37 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from protocol.events import Event, EventKind, News
 from protocol.ids import InterviewId, Millis, SessionId
 from server.storage.database import Database, translated
-from server.storage.tables import audit_json, event_cursors, interview_events
+from server.storage.tables import (
+    audit_json,
+    audit_log,
+    event_cursors,
+    interview_events,
+    sessions,
+)
 
 PAGE = 200
 """Events per read when replaying."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchedAttempt:
+    """What a monitor's snapshot shows of one attempt, as stored."""
+
+    session_id: SessionId
+    candidate_id: str
+    candidate_name: str
+    status: str
+    question_index: int
+    question_count: int
+    question_started_at: Millis
+    final_score: float | None
+    max_score: float | None
+    recommendation: str | None
+    flags: frozenset[str]
+
+
+FLAG_KINDS = ("signal", "late_answer", "taken_over")
+"""Audit kinds that flag an attempt (a signal flags it with its own kind)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,14 +146,17 @@ def _insert_many(events: Sequence[Event]) -> sa.Insert:
         "at": sa.BigInteger(),
         "data": sa.Text(),
     }
-    source = sa.select(
+    table = (
         sa.func.unnest(
             *(
                 _array(f"event_{name}", [row[name] for row in rows], types[name])
                 for name in columns
             )
-        ).table_valued(*columns)
+        )
+        .table_valued(*columns)
+        .render_derived()
     )
+    source = sa.select(*(table.c[name] for name in columns))
     return interview_events.insert().from_select(list(columns), source)
 
 
@@ -155,6 +185,45 @@ class EventLog:
             )
         )
         return Head() if row is None else Head(int(row["last"]), int(row["pruned"]))
+
+    @translated
+    async def attempts(self, interview_id: InterviewId) -> list[WatchedAttempt]:
+        """Every attempt of the interview, oldest first, with its flags."""
+        rows = await self.database.fetch_all(
+            sa.select(sessions)
+            .where(sessions.c.interview_id == interview_id)
+            .order_by(sessions.c.started_at, sessions.c.id)
+        )
+        flagged = await self.database.fetch_all(
+            sa.select(audit_log.c.session_id, audit_log.c.kind, audit_log.c.data)
+            .select_from(audit_log.join(sessions))
+            .where(
+                sessions.c.interview_id == interview_id,
+                audit_log.c.kind.in_(FLAG_KINDS),
+            )
+        )
+        flags: dict[str, set[str]] = {}
+        for row in flagged:
+            kind = row["kind"]
+            if kind == "signal":
+                kind = str(json.loads(row["data"]).get("signal", "signal"))
+            flags.setdefault(row["session_id"], set()).add(kind)
+        return [
+            WatchedAttempt(
+                session_id=SessionId(row["id"]),
+                candidate_id=row["candidate_id"],
+                candidate_name=row["candidate_name"],
+                status=row["status"],
+                question_index=row["question_index"],
+                question_count=row["question_count"],
+                question_started_at=row["question_started_at"],
+                final_score=row["final_score"],
+                max_score=row["max_score"],
+                recommendation=row["recommendation"],
+                flags=frozenset(flags.get(row["id"], ())),
+            )
+            for row in rows
+        ]
 
     @translated
     async def after(

@@ -115,11 +115,12 @@ PART_OF_MODULE: Mapping[str, str] = {
     "server.batching": FOUNDATION,
     "server._gc": FOUNDATION,
     "server.descriptors": FOUNDATION,
+    "server.outbox": FOUNDATION,
     "server.services": "services",
     "server.app": "entry",
     "server.__main__": "entry",
 }
-SUBPACKAGES = ("storage", "cluster", "grading", "candidate", "http")
+SUBPACKAGES = ("storage", "cluster", "grading", "candidate", "monitor", "http")
 
 BELOW: Mapping[str, frozenset[str]] = {
     FOUNDATION: frozenset(),
@@ -128,9 +129,19 @@ BELOW: Mapping[str, frozenset[str]] = {
     "services": frozenset({FOUNDATION, "storage", "cluster"}),
     "grading": frozenset({FOUNDATION, "storage", "cluster", "services"}),
     "candidate": frozenset({FOUNDATION, "storage", "cluster", "services"}),
+    "monitor": frozenset({FOUNDATION, "storage", "cluster", "services"}),
     "http": frozenset({FOUNDATION, "storage", "services"}),
     "entry": frozenset(
-        {FOUNDATION, "storage", "cluster", "services", "grading", "candidate", "http"}
+        {
+            FOUNDATION,
+            "storage",
+            "cluster",
+            "services",
+            "grading",
+            "candidate",
+            "monitor",
+            "http",
+        }
     ),
 }
 """Which parts of ``server/`` each part may import, besides itself."""
