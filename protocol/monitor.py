@@ -115,6 +115,8 @@ class MonitorProtocol:
         now: when the connection opened; ``auth`` is due by ``now + auth_timeout_ms``.
         max_subscriptions: interviews one connection may watch at once.
         max_waiting: live events kept per subscription while it cannot send them.
+        page: the most events the shell reads per :class:`ReadEvents`: a full page
+            may not be the end of the log, so the next one is read.
     """
 
     def __init__(
@@ -130,12 +132,14 @@ class MonitorProtocol:
         bad_frames_per_s: float = 1.0,
         max_subscriptions: int = 50,
         max_waiting: int = 1000,
+        page: int = 200,
     ) -> None:
         self.phase = Phase.AUTHENTICATING
         self.auth_deadline = now + auth_timeout_ms
         self.tick_interval_ms = tick_interval_ms
         self.max_subscriptions = max_subscriptions
         self.max_waiting = max_waiting
+        self.page = page
         self.user: User | None = None
         self.close_code: int | None = None
         self.close_reason = ""
@@ -330,6 +334,7 @@ class MonitorProtocol:
         for event in events:
             if event.cursor == feed.sent + 1:
                 self._send(feed, event)
+        feed.check = len(events) >= self.page
         self._advance(interview_id, feed)
 
     def receive_failed(self, interview_id: InterviewId) -> None:

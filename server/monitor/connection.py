@@ -95,6 +95,7 @@ class MonitorConnection:
             rate_per_s=settings.rate_per_s,
             rate_burst=settings.rate_burst,
             flood_close_ms=round(settings.flood_close_s * 1000),
+            page=PAGE,
         )
         self.inbox: asyncio.Queue[_Input] = asyncio.Queue()
         self.room = asyncio.Event()
