@@ -149,9 +149,9 @@ def install_worker(
         bus: EventBus = InProcessBus()
         if settings.redis_url:
             redis = RedisClient(settings.redis_url, prefix=settings.redis_prefix)
+            bus = RedisBus(redis)  # registers its listeners: before start()
             await redis.start()
             state.redis = redis
-            bus = RedisBus(redis)
         state.announcer = announcer = EventAnnouncer(bus)
         database.on_events = announcer
         state.grading = GradingService(
