@@ -104,10 +104,11 @@ class MonitorConnection:
         self.org: str | None = None
         self.close_code: int | None = None
         self.peer_gone = False
+        self.writer: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         reader = asyncio.create_task(self._read())
-        writer = asyncio.create_task(self._write())
+        self.writer = writer = asyncio.create_task(self._write())
         checker = asyncio.create_task(self._check_every())
         try:
             await self._serve()
@@ -258,8 +259,8 @@ class MonitorConnection:
     async def _read_events(self, interview_id: InterviewId, after: int) -> None:
         # Send what is queued before reading more: a replay goes at the reader's pace.
         self._flush()
-        if len(self.outbox) + PAGE > self.outbox.limit:
-            await self.outbox.join()
+        if len(self.outbox) + PAGE > self.outbox.limit and not await self._drained():
+            return
         try:
             events = await self.log_store.after(interview_id, after, PAGE)
         except ServerError as exc:
@@ -267,6 +268,24 @@ class MonitorConnection:
             self.protocol.receive_failed(interview_id)
             return
         self.protocol.receive_events(interview_id, events)
+
+    async def _drained(self) -> bool:
+        """Wait until every queued frame is sent; ``False`` when the writer ended
+        first: the peer is gone, nothing will drain the queue, the connection ends
+        (waiting on, the handler would hold the socket and hear live events into its
+        inbox forever)."""
+        assert self.writer is not None
+        sent = asyncio.ensure_future(self.outbox.join())
+        try:
+            await asyncio.wait({sent, self.writer}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sent.cancel()
+        if not self.writer.done():
+            return True
+        self.protocol.receive_shutdown()
+        self.peer_gone = True
+        self.close_code = self.close_code or 1006
+        return False
 
     # -- tasks ----------------------------------------------------------------------
 

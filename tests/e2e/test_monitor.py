@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from protocol.attempt import Status
-from protocol.ids import InterviewId, SessionId
+from protocol.events import EventKind, News
+from protocol.ids import InterviewId, Millis, SessionId
 from server.auth import issue_token
-from server.storage.events import EventLog
+from server.storage.events import PAGE, EventLog, append
 from tests.e2e._client import UNIT_S, Candidate, Frame, eventually
 from tests.e2e.conftest import SECRET, Server, make_settings, served
 
@@ -276,3 +278,31 @@ async def test_bad_frames_get_errors_and_the_monitor_keeps_serving(
     await watcher.expect_error("bad_frame")
     await watcher.ping()
     await watcher.close()
+
+
+async def test_a_monitor_gone_during_a_long_replay_is_let_go(database_url: str) -> None:
+    """Between pages the handler waits for the send queue to drain: a peer that is
+    gone never drains it, and the connection must still end (and be counted)."""
+    settings = make_settings(database_url, monitor_queue_max=2 * PAGE)
+    async with served(settings) as server:
+        interview = await server.interview([60])
+        session = SessionId("s-long-log")
+        news = [
+            (interview, News(session, EventKind.SIGNAL, Millis(at), {"kind": "blur"}))
+            for at in range(20 * PAGE)
+        ]
+        database = server.storage.database
+        async with database.transaction() as connection:
+            await append(connection, news, sqlite=database.is_sqlite)
+
+        watcher = await monitor(server)
+        await watcher.send({"type": "subscribe", "interview_id": interview, "since": 0})
+        watcher.ws.transport.abort()  # gone mid-replay, without a close handshake
+
+        async with httpx.AsyncClient(base_url=server.http) as http:
+
+            async def let_go() -> bool:
+                metrics = (await http.get("/metrics")).text
+                return 'interview_socket_closes_total{code="1006"} 1.0' in metrics
+
+            await eventually(let_go)
