@@ -23,11 +23,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any, assert_never
 
 import sqlalchemy as sa
+from databases.core import Connection
 
 from evaluators.grade import EvaluationStatus, Summary
 from protocol.attempt import REEVALUABLE, Status
 from protocol.audit import AuditKind
 from protocol.ids import InterviewId, Millis, SessionId
+from protocol.webhooks.events import EventType
 from server.errors import NotFound
 from server.storage import _results_sql as sql
 from server.storage._audit import (
@@ -36,6 +38,7 @@ from server.storage._audit import (
     audit_page,
     late_answers_of,
 )
+from server.storage._outbox import record_session_event
 from server.storage._results_rows import (
     AnswerRecord,
     AuditLine,
@@ -329,7 +332,9 @@ class ResultsStore:
             if row is None:
                 return None
             interview = await self._interview(row["interview_id"])
-            return await sql.write_totals(connection, session_id, _maximum(interview))
+            totals = await sql.write_totals(connection, session_id, _maximum(interview))
+            await _evaluated(connection, session_id, totals, summary, now)
+            return totals
 
     @translated
     async def schedule_summary_retry(
@@ -451,6 +456,14 @@ class ResultsStore:
                 kind=SCORE_OVERRIDDEN,
                 data=data | {"note": note},
             )
+            # The webhook, in the transaction that stores the override.
+            await record_session_event(
+                connection,
+                EventType.SCORE_OVERRIDDEN,
+                session_id,
+                at=now,
+                data=data | {"overridden_by": by},
+            )
             if held["summary"] is not None:
                 interview = await self._interview(held["interview_id"])
                 await sql.write_totals(connection, session_id, _maximum(interview))
@@ -492,6 +505,26 @@ class ResultsStore:
                 data={"previous_scores": scores},
             )
         return True
+
+
+async def _evaluated(
+    connection: Connection,
+    session_id: SessionId,
+    totals: Totals,
+    summary: Summary,
+    now: Millis,
+) -> None:
+    """The webhook of a summary, in the transaction that stores it."""
+    data = {
+        "final_score": totals.final_score,
+        "max_score": totals.max_score,
+        "percentage": totals.percentage,
+        "recommendation": summary.recommendation.value,
+        "evaluated_at": now,
+    }
+    await record_session_event(
+        connection, EventType.SESSION_EVALUATED, session_id, at=now, data=data
+    )
 
 
 def _cursor(after: str | None) -> int | None:
