@@ -1,7 +1,8 @@
 """The webhook dispatcher: claims due deliveries and sends them, in every ``serve``.
 
 One loop per process: it claims as many due deliveries as it has free slots
-(``WEBHOOK_CONCURRENCY``), with a lease of twice the attempt's time limit, sends
+(``WEBHOOK_CONCURRENCY``; once a quarter of them are free, so that one claim serves
+several deliveries), with a lease of twice the attempt's time limit, sends
 each in its own task, and records the attempts, many per transaction
 (:class:`server.batching.Batcher`). It wakes when a slot frees, when told
 (:meth:`Dispatcher.wake`, e.g. a manual redelivery) and every ``WEBHOOK_POLL_MS``.
@@ -52,6 +53,7 @@ class Dispatcher:
         self.lease_ms = round(2 * sender.timeout_s * 1000)
         self.schedule = tuple(schedule)
         self.jitter = jitter
+        self._claim_at = max(1, concurrency // 4)
         self._wake = asyncio.Event()
         self._sending: dict[asyncio.Task[None], Claim] = {}
         self._records: Batcher[AttemptResult, bool] = Batcher(
@@ -82,7 +84,9 @@ class Dispatcher:
     async def deliver_due(self) -> int:
         """Claim what the free slots can send and start sending it; how many."""
         free = self._free()
-        if not free:
+        # Claiming for one freed slot at a time would cost a transaction per
+        # delivery under load: wait until a quarter of the slots are free (or all).
+        if not free or (self._sending and free < self._claim_at):
             return 0
         claims = await self.store.claim(
             self.clock(), lease_ms=self.lease_ms, limit=free
