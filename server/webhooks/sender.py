@@ -118,7 +118,7 @@ class Sender:
             error = f"timed out after {self.timeout_s:g} s"
         except AddressRefused as exc:
             error = str(exc)
-        except ValueError as exc:  # an endpoint URL that no longer parses
+        except (ValueError, httpx.InvalidURL) as exc:  # a URL that no longer parses
             error = f"invalid URL: {exc}"
         except httpx.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
