@@ -2,8 +2,9 @@
 
 ``create_app`` puts every dependency into one :class:`Services`, in
 ``app.state.services``, which HTTP routes and candidate sockets read alike. The lifespan
-connects storage, starts the broker and the sweeper, and stops them (and the shared
-tick scheduler) in reverse order. Tests pass their own storage, lock, bus or clock.
+connects storage, starts the broker, the sweeper and the webhook dispatcher, and stops
+them (and the shared tick scheduler) in reverse order. Tests pass their own storage,
+lock, bus or clock.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from server.storage.attempts import DatabaseStorage
 from server.storage.database import Database
 from server.storage.events import EventLog
 from server.storage.results import ResultsStore
+from server.storage.webhooks import WebhookStore
+from server.webhooks.dispatcher import Dispatcher
+from server.webhooks.sender import Sender
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +89,19 @@ def create_app(
     if redis is not None:
         readiness["redis"] = redis.ping
     scheduler = Scheduler(clock)
+    # Webhooks (issue 11): the outbox is in the database; every instance dispatches.
+    webhooks = WebhookStore(storage.database)
+    dispatcher = Dispatcher(
+        webhooks,
+        Sender(
+            timeout_s=settings.webhook_timeout_s,
+            allow_private=settings.webhook_allow_private,
+            concurrency=settings.webhook_concurrency,
+        ),
+        clock,
+        concurrency=settings.webhook_concurrency,
+        poll_ms=settings.webhook_poll_ms,
+    )
     # Built here, not in the lifespan: routes may be asked before it has finished.
     services = Services(
         settings=settings,
@@ -99,6 +116,8 @@ def create_app(
         readiness=readiness,
         descriptors=DescriptorGuard(settings.reserved_fds),
         events=EventLog(storage.database),
+        webhooks=webhooks,
+        wake_webhooks=dispatcher.wake,
     )
 
     @contextlib.asynccontextmanager
@@ -119,11 +138,12 @@ def create_app(
         pruning = asyncio.create_task(
             _prune_forever(services.events, settings, clock), name="prune-events"
         )
+        dispatching = asyncio.create_task(dispatcher.run(), name="webhooks")
         logger.info("serving; database %s", _redacted(settings.database_url))
         try:
             yield
         finally:
-            for task in (sweeping, requeuing, pruning):
+            for task in (dispatching, sweeping, requeuing, pruning):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task

@@ -109,6 +109,16 @@ class Settings:
     # Code runs in the sandbox one process holds at once, whatever the grades at once
     # (each run may take processes x address-space limit of memory; see README).
     sandbox_concurrency: int = field(default_factory=lambda: _cpu_count())
+    # Webhooks: endpoints on loopback or private networks are refused (SSRF) unless
+    # allowed; one attempt's time limit (its lease is twice it); attempts in flight
+    # per process; how often due deliveries are looked for; how long a rotated
+    # secret keeps signing by default; endpoints per organisation.
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = 15.0
+    webhook_concurrency: int = 32
+    webhook_poll_ms: int = 1000
+    webhook_rotation_grace_s: int = 24 * 3600
+    webhook_max_endpoints: int = 50
 
     @property
     def uses_dev_secret(self) -> bool:
@@ -200,6 +210,14 @@ class Settings:
             sandbox_concurrency=env.get(
                 "SANDBOX_CONCURRENCY", _positive_int, _cpu_count()
             ),
+            webhook_allow_private=env.get("WEBHOOK_ALLOW_PRIVATE", _flag, False),
+            webhook_timeout_s=env.get("WEBHOOK_TIMEOUT_S", _positive_float, 15.0),
+            webhook_concurrency=env.get("WEBHOOK_CONCURRENCY", _positive_int, 32),
+            webhook_poll_ms=env.get("WEBHOOK_POLL_MS", _positive_int, 1000),
+            webhook_rotation_grace_s=env.get(
+                "WEBHOOK_ROTATION_GRACE_S", _non_negative_int, 24 * 3600
+            ),
+            webhook_max_endpoints=env.get("WEBHOOK_MAX_ENDPOINTS", _positive_int, 50),
         )
 
 
@@ -292,6 +310,18 @@ def _int(value: str, expected: str) -> int:
         return int(value)
     except ValueError:
         raise ValueError(expected) from None
+
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ValueError("1 or 0 (true or false)")
 
 
 def _positive_float(value: str) -> float:

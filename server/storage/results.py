@@ -37,6 +37,7 @@ from protocol.events import (
     score_overridden,
 )
 from protocol.ids import InterviewId, Millis, SessionId
+from protocol.webhooks.events import EventType
 from server.errors import NotFound
 from server.storage import _results_sql as sql, events
 from server.storage._audit import (
@@ -45,6 +46,7 @@ from server.storage._audit import (
     audit_page,
     late_answers_of,
 )
+from server.storage._outbox import record_session_event
 from server.storage._results_rows import (
     AnswerRecord,
     AuditLine,
@@ -359,6 +361,7 @@ class ResultsStore:
                 return None
             interview = await self._interview(row["interview_id"])
             totals = await sql.write_totals(connection, session_id, _maximum(interview))
+            await _evaluated(connection, session_id, totals, summary, now)
             data = {**asdict(totals), "recommendation": summary.recommendation.value}
             news = evaluated(session_id, now, data)
             made = await events.append(
@@ -487,6 +490,14 @@ class ResultsStore:
                 kind=SCORE_OVERRIDDEN,
                 data=data | {"note": note},
             )
+            # The webhook, in the transaction that stores the override.
+            await record_session_event(
+                connection,
+                EventType.SCORE_OVERRIDDEN,
+                session_id,
+                at=now,
+                data=data | {"overridden_by": by},
+            )
             if held["summary"] is not None:
                 interview = await self._interview(held["interview_id"])
                 await sql.write_totals(connection, session_id, _maximum(interview))
@@ -535,6 +546,26 @@ class ResultsStore:
                 data={"previous_scores": scores},
             )
         return True
+
+
+async def _evaluated(
+    connection: Connection,
+    session_id: SessionId,
+    totals: Totals,
+    summary: Summary,
+    now: Millis,
+) -> None:
+    """The webhook of a summary, in the transaction that stores it."""
+    data = {
+        "final_score": totals.final_score,
+        "max_score": totals.max_score,
+        "percentage": totals.percentage,
+        "recommendation": summary.recommendation.value,
+        "evaluated_at": now,
+    }
+    await record_session_event(
+        connection, EventType.SESSION_EVALUATED, session_id, at=now, data=data
+    )
 
 
 def _cursor(after: str | None) -> int | None:
