@@ -143,13 +143,29 @@ def cached_shapes() -> int:
 # -- SQLite connection reuse -----------------------------------------------------------
 
 IDLE_CONNECTIONS = 8
+OPEN_CONNECTIONS = 8
 
 
 class ReusingSQLitePool(SQLitePool):
-    def __init__(self, pool: SQLitePool, *, idle: int = IDLE_CONNECTIONS) -> None:
+    """Keeps up to ``idle`` connections open for the next query, and never has more
+    than ``open`` at once: ``databases`` otherwise opens one connection (and one
+    aiosqlite thread, and a descriptor) per concurrent task, so a thousand sockets
+    attaching at once paid a thousand thread starts and ran ten times slower than
+    the same queries one after the other. Beyond ``open``, a query waits its turn.
+    No task holds a connection while it waits for anything but its own query (the
+    write lock is taken before the connection), so waiting cannot deadlock."""
+
+    def __init__(
+        self,
+        pool: SQLitePool,
+        *,
+        idle: int = IDLE_CONNECTIONS,
+        open: int = OPEN_CONNECTIONS,
+    ) -> None:
         self.__dict__.update(pool.__dict__)
         self._idle: list[aiosqlite.Connection] = []
         self._idle_max = idle
+        self._slots = asyncio.Semaphore(open)
 
     @property
     def idle(self) -> int:
@@ -157,16 +173,24 @@ class ReusingSQLitePool(SQLitePool):
         return len(self._idle)
 
     async def acquire(self) -> aiosqlite.Connection:
-        if self._idle:
-            return self._idle.pop()
-        connection: aiosqlite.Connection = await super().acquire()
+        await self._slots.acquire()
+        try:
+            if self._idle:
+                return self._idle.pop()
+            connection: aiosqlite.Connection = await super().acquire()
+        except BaseException:
+            self._slots.release()
+            raise
         return connection
 
     async def release(self, connection: aiosqlite.Connection) -> None:
-        if len(self._idle) < self._idle_max and not connection.in_transaction:
-            self._idle.append(connection)
-        else:
-            await super().release(connection)
+        try:
+            if len(self._idle) < self._idle_max and not connection.in_transaction:
+                self._idle.append(connection)
+            else:
+                await super().release(connection)
+        finally:
+            self._slots.release()
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
