@@ -409,9 +409,10 @@ class CandidateConnection:
     ) -> None:
         """Attach to ``attempt``, whose lock this connection now holds."""
         await self._release()
-        self.fence = fence = await self.storage.claim(attempt.session_id)
+        entry = self._attach_entry(acquired, how, now)
+        # The claim (the new fence) and its audit entry, in one shared transaction.
+        self.fence = fence = await self.storage.attach(attempt, entry)
         self.services.metrics.attached.inc()
-        await self._record_attach(attempt, acquired, how, now)
         self.subscription = self.services.bus.subscribe(
             attempt.session_id, self._on_bus
         )
@@ -422,18 +423,12 @@ class CandidateConnection:
         self.protocol.receive_attached(fresh, now, lease=lease)
         self.log.info("attached to session %s", attempt.session_id)
 
-    async def _record_attach(
-        self, attempt: Attempt, acquired: Acquired, how: Attach, now: Millis
-    ) -> None:
+    def _attach_entry(self, acquired: Acquired, how: Attach, now: Millis) -> AuditEntry:
         actor = self.protocol.actor
         taken_over = acquired is Acquired.TAKEN_OVER
         if how is Attach.REATTACH:
-            entry = audit.reattached(actor, now, taken_over=taken_over)
-        else:
-            entry = audit.attached(actor, now, taken_over=taken_over)
-        await self.storage.append_audit(
-            attempt.session_id, [entry], interview_id=attempt.interview_id
-        )
+            return audit.reattached(actor, now, taken_over=taken_over)
+        return audit.attached(actor, now, taken_over=taken_over)
 
     async def _release(self) -> None:
         """Give up the attempt this connection holds, if any."""

@@ -13,23 +13,28 @@ PostgreSQL updates (STACK-NOTES).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
 import sqlalchemy as sa
 from databases.core import Connection
+from databases.interfaces import Record
 
 from protocol.attempt import Attempt, Change, Draft, Status
 from protocol.audit import AuditEntry, LateAnswerBudget
 from protocol.definition import InterviewDefinition
-from protocol.events import Event, News, of_audit, question_started
+from protocol.events import News, of_audit, question_started
 from protocol.ids import InterviewId, Millis, SessionId, UserId
-from server.errors import AlreadyInProgress, Conflict, ServerError
+from server.batching import Batcher
+from server.errors import AlreadyInProgress, Conflict, ServerError, Unavailable
 from server.storage import events
 from server.storage._audit import insert_audit
+from server.storage._results_sql import ids_match
 from server.storage.database import Database, translated
 from server.storage.interviews import definition_bytes
 from server.storage.migrations import migrate
@@ -112,6 +117,7 @@ class Storage(Protocol):
         abandon: Attempt | None = None,
     ) -> None: ...
     async def claim(self, session_id: SessionId) -> int: ...
+    async def attach(self, attempt: Attempt, entry: AuditEntry) -> int: ...
     async def owner_epoch(self, session_id: SessionId) -> int | None: ...
     async def commit(
         self,
@@ -194,6 +200,22 @@ class DatabaseStorage:
         self.late_answers = late_answers or LateAnswerBudget()
         self._sqlite = database.is_sqlite
         self._interviews = database.interviews
+        # Group commit (server/batching.py): attaches and audit entries arriving
+        # while one transaction runs share the next one.
+        self._attaches: Batcher[_Attach, int] = Batcher(
+            self._attach_many, max_items=GROUP_MAX
+        )
+        self._audits: Batcher[_Append, None] = Batcher(
+            self._append_many, max_items=GROUP_MAX
+        )
+        self._loads: Batcher[str, Attempt | None] = Batcher(
+            functools.partial(self._load_many, by_candidate=False),
+            max_items=GROUP_MAX,
+        )
+        self._actives: Batcher[str, Attempt | None] = Batcher(
+            functools.partial(self._load_many, by_candidate=True),
+            max_items=GROUP_MAX,
+        )
 
     async def _insert_audit(
         self,
@@ -211,7 +233,7 @@ class DatabaseStorage:
         interview_id: InterviewId | None,
         session_id: SessionId,
         news: Sequence[News],
-    ) -> list[Event]:
+    ) -> list[InterviewId]:
         """Number and store the events of a change: last in its transaction
         (server/storage/events.py)."""
         if not news:
@@ -309,31 +331,47 @@ class DatabaseStorage:
         )
         return int(await self.database.fetch_val(query))
 
-    @translated
     async def active_attempt(self, candidate_id: UserId) -> Attempt | None:
-        return await self._attempt(
-            sessions.c.candidate_id == candidate_id,
-            sessions.c.status == Status.IN_PROGRESS.value,
-        )
+        """The candidate's attempt in progress, of any interview. Reads asked for
+        while one runs share the next (two queries for a batch): a reconnect storm
+        reads its attempts a batch at a time, and each read still begins after its
+        caller asked, so it sees what the caller committed before."""
+        return await self._actives.submit(candidate_id)
+
+    async def load_attempt(self, session_id: SessionId) -> Attempt | None:
+        """The attempt, read as :meth:`active_attempt` reads (shared batches)."""
+        return await self._loads.submit(session_id)
 
     @translated
-    async def load_attempt(self, session_id: SessionId) -> Attempt | None:
-        return await self._attempt(sessions.c.id == session_id)
-
-    async def _attempt(self, *where: sa.ColumnElement[bool]) -> Attempt | None:
-        row = await self.database.fetch_one(SESSION_WITH_DRAFT.where(*where))
-        if row is None:
-            return None
-        cached = await self._interviews.get(row["interview_id"])
-        assert cached is not None, "sessions.interview_id is a foreign key"
-        record, views = cached
-        query = (
-            answers.select()
-            .where(answers.c.session_id == row["id"])
-            .order_by(answers.c.question_index)
-        )
-        answer_rows = await self.database.fetch_all(query)
-        return attempt_from(row, answer_rows, record.definition, views)
+    async def _load_many(
+        self, keys: Sequence[str], *, by_candidate: bool
+    ) -> list[Attempt | None]:
+        column = sessions.c.candidate_id if by_candidate else sessions.c.id
+        wanted = sorted(set(keys))
+        query = SESSION_WITH_DRAFT.where(ids_match(column, wanted, sqlite=self._sqlite))
+        if by_candidate:  # one at most per candidate (ux_sessions_in_progress)
+            query = query.where(sessions.c.status == Status.IN_PROGRESS.value)
+        rows = await self.database.fetch_all(query)
+        found: dict[str, Attempt] = {}
+        if rows:
+            ids = sorted(row["id"] for row in rows)
+            answer_rows = await self.database.fetch_all(
+                answers.select()
+                .where(ids_match(answers.c.session_id, ids, sqlite=self._sqlite))
+                .order_by(answers.c.session_id, answers.c.question_index)
+            )
+            answered: dict[str, list[Record]] = {}
+            for answer in answer_rows:
+                answered.setdefault(answer["session_id"], []).append(answer)
+            for row in rows:
+                cached = await self._interviews.get(row["interview_id"])
+                assert cached is not None, "sessions.interview_id is a foreign key"
+                record, views = cached
+                attempt = attempt_from(
+                    row, answered.get(row["id"], ()), record.definition, views
+                )
+                found[row["candidate_id"] if by_candidate else row["id"]] = attempt
+        return [found.get(key) for key in keys]
 
     @translated
     async def create_attempt(
@@ -365,17 +403,48 @@ class DatabaseStorage:
 
     @translated
     async def claim(self, session_id: SessionId) -> int:
-        statement = (
-            sessions.update()
-            .where(sessions.c.id == session_id)
-            .values(owner_epoch=sessions.c.owner_epoch + 1)
-            .returning(sessions.c.owner_epoch)
-        )
         async with self.database.transaction() as connection:
-            row = await connection.fetch_one(statement)
+            row = await connection.fetch_one(_claim(session_id))
         if row is None:
             raise Conflict(f"no attempt {session_id}")
         return int(row["owner_epoch"])
+
+    async def attach(self, attempt: Attempt, entry: AuditEntry) -> int:
+        """Claim ``attempt`` (:meth:`claim`: the new fence) and audit the attach
+        (``entry``) in one transaction, shared with the attaches that arrive while
+        the previous one commits: a reconnect storm costs a commit per batch, not
+        two per socket.
+
+        Raises:
+            Conflict: no such attempt.
+        """
+        return await self._attaches.submit(
+            _Attach(attempt.session_id, attempt.interview_id, entry)
+        )
+
+    @translated
+    async def _attach_many(self, items: Sequence[_Attach]) -> list[int | BaseException]:
+        results: list[int | BaseException] = [0] * len(items)
+        news: list[tuple[InterviewId, News]] = []
+        # In the order of the attempts' ids: two batches never wait on each other's
+        # rows in a cycle (PostgreSQL).
+        order = sorted(range(len(items)), key=lambda i: items[i].session_id)
+        async with self.database.transaction() as connection:
+            for i in order:
+                item = items[i]
+                row = await connection.fetch_one(_claim(item.session_id))
+                if row is None:
+                    results[i] = Conflict(f"no attempt {item.session_id}")
+                    continue
+                results[i] = int(row["owner_epoch"])
+                await self._insert_audit(connection, item.session_id, [item.entry])
+                news += [
+                    (item.interview_id, n)
+                    for n in of_audit(item.session_id, [item.entry])
+                ]
+            made = await events.append(connection, news, sqlite=self._sqlite)
+        self.database.announce(made)
+        return results
 
     @translated
     async def owner_epoch(self, session_id: SessionId) -> int | None:
@@ -442,13 +511,46 @@ class DatabaseStorage:
         interview_id: InterviewId | None = None,
     ) -> None:
         """Append ``entries`` and their events; ``interview_id`` (the attempt's)
-        saves a read when the caller knows it."""
-        if not entries:
-            return
-        news = of_audit(session_id, entries)
+        saves a read when the caller knows it. Entries of other attempts arriving
+        meanwhile share the transaction (a detach storm commits once per batch)."""
+        if entries:
+            await self._audits.submit(_Append(session_id, interview_id, tuple(entries)))
+
+    async def _append_many(
+        self, items: Sequence[_Append]
+    ) -> list[None | BaseException]:
+        try:
+            await self._append_together(items)
+        except Unavailable:
+            raise
+        except ServerError:
+            if len(items) == 1:
+                raise
+        else:
+            return [None] * len(items)
+        # One the database refuses (say, of no attempt) must not fail the others.
+        results: list[None | BaseException] = []
+        for item in items:
+            try:
+                await self._append_together([item])
+            except Unavailable:
+                raise
+            except ServerError as exc:
+                results.append(exc)
+            else:
+                results.append(None)
+        return results
+
+    @translated
+    async def _append_together(self, items: Sequence[_Append]) -> None:
+        made: list[InterviewId] = []
         async with self.database.transaction() as connection:
-            await self._insert_audit(connection, session_id, entries)
-            made = await self._record_events(connection, interview_id, session_id, news)
+            for item in sorted(items, key=lambda item: item.session_id):
+                await self._insert_audit(connection, item.session_id, item.entries)
+                news = of_audit(item.session_id, item.entries)
+                made += await self._record_events(
+                    connection, item.interview_id, item.session_id, news
+                )
         self.database.announce(made)
 
     @translated
@@ -472,6 +574,34 @@ class DatabaseStorage:
             .limit(limit)
         )
         return [SessionId(row["id"]) for row in await self.database.fetch_all(query)]
+
+
+GROUP_MAX = 200
+"""The most attaches, or audit appends, one shared transaction takes."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Attach:
+    session_id: SessionId
+    interview_id: InterviewId
+    entry: AuditEntry
+
+
+@dataclass(frozen=True, slots=True)
+class _Append:
+    session_id: SessionId
+    interview_id: InterviewId | None
+    entries: tuple[AuditEntry, ...]
+
+
+def _claim(session_id: SessionId) -> sa.UpdateBase:
+    """owner_epoch += 1 (every attach: the new fence), returning it."""
+    return (
+        sessions.update()
+        .where(sessions.c.id == session_id)
+        .values(owner_epoch=sessions.c.owner_epoch + 1)
+        .returning(sessions.c.owner_epoch)
+    )
 
 
 async def _advance(

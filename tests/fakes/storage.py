@@ -53,6 +53,7 @@ Method = Literal[
     "load_attempt",
     "create_attempt",
     "claim",
+    "attach",
     "owner_epoch",
     "commit",
     "save_draft",
@@ -294,6 +295,15 @@ class FakeStorage:
         if row is None:
             raise Conflict(f"no attempt {session_id}")
         row.owner_epoch += 1
+        return row.owner_epoch
+
+    async def attach(self, attempt: Attempt, entry: AuditEntry) -> int:
+        await self._enter("attach")
+        row = self.sessions.get(attempt.session_id)
+        if row is None:
+            raise Conflict(f"no attempt {attempt.session_id}")
+        row.owner_epoch += 1
+        self.audit[attempt.session_id].append(entry)
         return row.owner_epoch
 
     async def owner_epoch(self, session_id: SessionId) -> int | None:

@@ -147,7 +147,7 @@ async def test_start_over_of_an_attempt_whose_time_ran_out_shows_its_end(
     assert await world.fakes.storage.count_attempts(interview, UserId(CANDIDATE)) == 1
 
 
-@pytest.mark.parametrize("step", ["claim", "append_audit", "load_attempt"])
+@pytest.mark.parametrize("step", ["attach", "load_attempt"])
 async def test_a_database_away_while_attaching_is_an_error_and_leaks_no_lock(
     world: World, step: Method
 ) -> None:
@@ -178,7 +178,7 @@ async def test_a_socket_that_failed_to_attach_leaves_the_attempt_free(
     await first.ended()
     second = await world.connect()
     await second.login()
-    world.fakes.storage.fail("claim")
+    world.fakes.storage.fail("attach")
     second.send({"type": "resume"})
     await second.expect("error")
 
