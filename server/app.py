@@ -79,8 +79,10 @@ def create_app(
     )
     lock = lock or (RedisLock(redis) if redis else InProcessLock())
     bus = bus or (RedisBus(redis) if redis else InProcessBus())
-    # Every committed write's interview events reach the monitors (server/monitor/).
-    announcer = EventAnnouncer(bus)
+    # Every committed write's interview events are numbered and reach the monitors
+    # (server/storage/events.py, server/monitor/).
+    event_log = EventLog(storage.database)
+    announcer = EventAnnouncer(bus, event_log.number)
     storage.database.on_events = announcer
     # Grading (issue 4): in this process, or by workers when REDIS_URL is set.
     results = ResultsStore(storage.database)  # the same handle
@@ -115,7 +117,7 @@ def create_app(
         metrics=Metrics(),
         readiness=readiness,
         descriptors=DescriptorGuard(settings.reserved_fds),
-        events=EventLog(storage.database),
+        events=event_log,
         webhooks=webhooks,
         wake_webhooks=dispatcher.wake,
     )
@@ -136,7 +138,7 @@ def create_app(
         )
         sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
         pruning = asyncio.create_task(
-            _prune_forever(services.events, settings, clock), name="prune-events"
+            _keep_event_log(event_log, announcer, settings, clock), name="event-log"
         )
         dispatching = asyncio.create_task(dispatcher.run(), name="webhooks")
         logger.info("serving; database %s", _redacted(settings.database_url))
@@ -168,27 +170,36 @@ def create_app(
     return app
 
 
-PRUNE_INTERVAL_S = 60.0
+SWEEP_EVENTS_S = 2.0
+PRUNE_EVERY = 30
+"""Retention runs every PRUNE_EVERY sweeps (a minute)."""
 
 
-async def _prune_forever(
-    events: EventLog | None, settings: Settings, clock: Callable[[], Millis]
+async def _keep_event_log(
+    events: EventLog,
+    announcer: EventAnnouncer,
+    settings: Settings,
+    clock: Callable[[], Millis],
 ) -> None:
-    """Event log retention (EVENT_RETENTION_COUNT, EVENT_RETENTION_S); every
-    instance may run it, the deletes are idempotent."""
-    while events is not None:
-        await asyncio.sleep(PRUNE_INTERVAL_S)
+    """Number what a crashed writer left unnumbered (every 2 s), and apply the
+    retention (EVENT_RETENTION_COUNT, EVENT_RETENTION_S; every minute). Every
+    instance may run it: numbering takes turns, deletes are idempotent."""
+    sweeps = 0
+    while True:
+        await asyncio.sleep(SWEEP_EVENTS_S)
+        sweeps += 1
         try:
-            removed = await events.prune(
-                clock(),
-                max_age_ms=settings.event_retention_s * 1000,
-                max_count=settings.event_retention_count,
-            )
+            await announcer.sweep(await events.unnumbered())
+            if sweeps % PRUNE_EVERY == 0:
+                removed = await events.prune(
+                    clock(),
+                    max_age_ms=settings.event_retention_s * 1000,
+                    max_count=settings.event_retention_count,
+                )
+                if removed:
+                    logger.info("event log retention removed %d events", removed)
         except Exception as exc:
-            logger.warning("event log retention failed, will retry: %r", exc)
-        else:
-            if removed:
-                logger.info("event log retention removed %d events", removed)
+            logger.warning("event log upkeep failed, will retry: %r", exc)
 
 
 def _redacted(url: str) -> str:

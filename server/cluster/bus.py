@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from protocol.events import Event, EventKind
 from protocol.ids import InterviewId, SessionId
+from server.batching import Batcher
 from server.cluster.client import REDIS_FAILURES, RedisClient, escape_pattern
 
 logger = logging.getLogger(__name__)
@@ -216,28 +217,57 @@ class RedisBus:
             self._local.deliver_event(interview_id, None)
 
 
-class EventAnnouncer:
-    """Publishes the events of committed writes (``Database.on_events``) on the bus,
-    without making the writer wait: a lost announcement only delays the news, since
-    monitors catch up from the log (server/monitor/feeds.py)."""
+Numberer = Callable[[Sequence[InterviewId]], Awaitable[list[Event]]]
+"""Gives the events of some interviews not numbered yet their cursors; the events
+(``EventLog.number``)."""
 
-    def __init__(self, bus: EventBus) -> None:
+
+class EventAnnouncer:
+    """Numbers the events of committed writes (``Database.on_events``) and publishes
+    them on the bus, without making the writer wait. Interviews announced while one
+    numbering runs share the next (one transaction). A lost announcement only delays
+    the news: the events stay in the log, numbered by the next announcement of their
+    interview or by :meth:`sweep`, and monitors catch up from the log."""
+
+    def __init__(self, bus: EventBus, number: Numberer) -> None:
         self.bus = bus
+        self._number = number
+        self._numbering: Batcher[InterviewId, None] = Batcher(
+            self._flush, max_items=NUMBER_BATCH
+        )
         self._sending: set[asyncio.Task[None]] = set()
 
-    def __call__(self, events: Sequence[Event]) -> None:
-        task = asyncio.get_running_loop().create_task(self._publish(events))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+    def __call__(self, interview_ids: Sequence[InterviewId]) -> None:
+        loop = asyncio.get_running_loop()
+        for interview_id in interview_ids:
+            task = loop.create_task(self._announce(interview_id))
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
 
-    async def _publish(self, events: Sequence[Event]) -> None:
+    async def _announce(self, interview_id: InterviewId) -> None:
+        try:
+            await self._numbering.submit(interview_id)
+        except Exception as exc:  # stored already; numbered by the next or the sweep
+            logger.warning("could not number events of %s: %r", interview_id, exc)
+
+    async def _flush(self, interview_ids: Sequence[InterviewId]) -> list[None]:
+        events = await self._number(interview_ids)
         for event in events:
             try:
                 await self.bus.publish_event(event)
-            except Exception:  # stored already; news is best effort
+            except Exception:  # numbered and stored; news is best effort
                 logger.exception("could not announce event %s", event.cursor)
+        return [None] * len(interview_ids)
+
+    async def sweep(self, interview_ids: Sequence[InterviewId]) -> None:
+        """Number and publish what a crashed writer left (``serve`` runs it)."""
+        await asyncio.gather(*(self._numbering.submit(i) for i in interview_ids))
 
     async def drain(self) -> None:
         """Until every announcement begun has been sent (shutdown, tests)."""
         while self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+NUMBER_BATCH = 100
+"""The most interviews one numbering transaction takes."""

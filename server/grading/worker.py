@@ -27,6 +27,7 @@ from server.grading.queue import GradingQueue, make_queue
 from server.grading.service import STALE_MS, GradingService
 from server.settings import Settings
 from server.storage.database import Database
+from server.storage.events import EventLog
 from server.storage.results import ResultsStore
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def install_worker(
             bus = RedisBus(redis)  # registers its listeners: before start()
             await redis.start()
             state.redis = redis
-        state.announcer = announcer = EventAnnouncer(bus)
+        state.announcer = announcer = EventAnnouncer(bus, EventLog(database).number)
         database.on_events = announcer
         state.grading = GradingService(
             ResultsStore(database),

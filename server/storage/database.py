@@ -24,7 +24,7 @@ from databases.core import Connection
 from databases.interfaces import Record
 from sqlalchemy.sql import ClauseElement
 
-from protocol.events import Event
+from protocol.ids import InterviewId
 from server.errors import ServerError, Unavailable
 from server.storage import _databases
 from server.storage.interviews import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, Interviews
@@ -152,15 +152,16 @@ class Database:
         self.interviews = Interviews(
             self._database, max_count=cache_interviews, max_bytes=cache_bytes
         )
-        self.on_events: Callable[[Sequence[Event]], None] | None = None
-        """Told of the interview events of every committed write (the app wires it
-        to the bus, so monitors hear of them); never awaited."""
+        self.on_events: Callable[[Sequence[InterviewId]], None] | None = None
+        """Told of the interviews whose events a committed write stored (the app
+        wires it to the announcer, which numbers and publishes them); never
+        awaited."""
 
-    def announce(self, events: Sequence[Event]) -> None:
-        """The stores call this after a transaction that recorded ``events``
-        committed."""
-        if events and self.on_events is not None:
-            self.on_events(events)
+    def announce(self, interview_ids: Sequence[InterviewId]) -> None:
+        """The stores call this after a transaction that stored events of
+        ``interview_ids`` committed."""
+        if interview_ids and self.on_events is not None:
+            self.on_events(interview_ids)
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,15 +1,19 @@
-"""The interview event log: numbered, stored with the change, read back in order.
+"""The interview event log: stored with the change, numbered after it, read in order.
 
 Writers call :func:`append` inside the transaction that makes the change the events
 report (the stores of attempts and of grades do), so an event exists exactly when its
-change does. The cursor of each event comes from the interview's ``event_cursors``
-row, counted up by the transaction's last statement; on PostgreSQL that row stays
-locked until the transaction ends, so the events of one interview commit in cursor
-order (SQLite has one writer at a time). Hence a reader that sees cursor n sees every
-cursor before it: cursors strictly increase and a replay never skips one, however
-many instances and workers write at once. Several interviews in one transaction are
-counted in the order of their ids, so two transactions never wait on each other in a
-cycle.
+change does. It is stored without a cursor: a counter that every write of an
+interview had to hold until its commit made those writes commit one at a time (acks
+on PostgreSQL went from ms to seconds under load). After the commit the writer asks
+for its interviews to be numbered (:meth:`EventLog.number`, via ``Database.announce``
+and the bus's announcer): a short transaction takes the interview's
+``event_cursors`` row, gives the events not numbered yet the next cursors and
+commits. Numbering transactions of one interview run one at a time, each giving a
+contiguous block, so a reader that sees cursor n sees every cursor before it: cursors
+strictly increase and a replay never skips one, however many instances and workers
+write at once. Events a crashed process left unnumbered are numbered by the next
+numbering of their interview, or by ``serve``'s periodic sweep
+(:meth:`EventLog.unnumbered`).
 
 Retention (:meth:`EventLog.prune`) keeps at most ``max_count`` events per interview
 and none older than ``max_age_ms``; ``event_cursors.pruned`` remembers the last
@@ -21,7 +25,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any
 
 import sqlalchemy as sa
@@ -79,53 +82,26 @@ async def append(
     news: Sequence[tuple[InterviewId, News]],
     *,
     sqlite: bool,
-) -> list[Event]:
-    """Number and store ``news`` (of one or more interviews) in ``connection``'s
-    transaction; the events, in order. Call it last in the transaction: the cursor
-    rows it counts up stay locked until the end."""
-    events: list[Event] = []
-    by_interview = sorted(enumerate(news), key=lambda item: (item[1][0], item[0]))
-    for interview_id, group in groupby(by_interview, key=lambda item: item[1][0]):
-        items = [item for _, (_, item) in group]
-        last = await _count(connection, interview_id, len(items), sqlite=sqlite)
-        first = last - len(items) + 1
-        events += [
-            Event(interview_id, first + i, n.session_id, n.kind, n.at, n.data)
-            for i, n in enumerate(items)
-        ]
-    if sqlite or len(events) == 1:
+) -> list[InterviewId]:
+    """Store ``news`` (of one or more interviews), not numbered yet, in
+    ``connection``'s transaction; the interviews to number once it commits."""
+    rows = [_row(interview_id, item) for interview_id, item in news]
+    if sqlite or len(rows) == 1:
         # One row per statement: a single-row INSERT has one shape, compiled once.
-        for event in events:
-            await connection.execute(interview_events.insert().values(_row(event)))
-    elif events:
-        await connection.execute(_insert_many(events))
-    return sorted(events, key=lambda event: (event.interview_id, event.cursor))
+        for row in rows:
+            await connection.execute(interview_events.insert().values(row))
+    elif rows:
+        await connection.execute(_insert_many(rows))
+    return sorted({interview_id for interview_id, _ in news})
 
 
-async def _count(
-    connection: Connection, interview_id: InterviewId, n: int, *, sqlite: bool
-) -> int:
-    insert = (sqlite_dialect.insert if sqlite else postgresql.insert)(event_cursors)
-    statement = (
-        insert.values(interview_id=interview_id, last=n, pruned=0)
-        .on_conflict_do_update(
-            index_elements=[event_cursors.c.interview_id],
-            set_={"last": event_cursors.c.last + n},
-        )
-        .returning(event_cursors.c.last)
-    )
-    last = await connection.fetch_val(statement)
-    return int(last)
-
-
-def _row(event: Event) -> dict[str, object]:
+def _row(interview_id: InterviewId, news: News) -> dict[str, object]:
     return {
-        "interview_id": event.interview_id,
-        "cursor": event.cursor,
-        "session_id": event.session_id,
-        "kind": event.kind.value,
-        "at": event.at,
-        "data": audit_json(event.data),
+        "interview_id": interview_id,
+        "session_id": news.session_id,
+        "kind": news.kind.value,
+        "at": news.at,
+        "data": audit_json(news.data),
     }
 
 
@@ -133,14 +109,12 @@ def _array(name: str, values: Sequence[object], item: Any) -> sa.ColumnElement[A
     return sa.cast(sa.bindparam(name, list(values), type_=ARRAY(item)), ARRAY(item))
 
 
-def _insert_many(events: Sequence[Event]) -> sa.Insert:
+def _insert_many(rows: Sequence[dict[str, object]]) -> sa.Insert:
     """One INSERT of many events for PostgreSQL, its rows as arrays: one statement
     shape whatever their number (compiled and prepared once)."""
-    rows = [_row(event) for event in events]
-    columns = ("interview_id", "cursor", "session_id", "kind", "at", "data")
+    columns = ("interview_id", "session_id", "kind", "at", "data")
     types: dict[str, Any] = {
         "interview_id": sa.Text(),
-        "cursor": sa.BigInteger(),
         "session_id": sa.Text(),
         "kind": sa.Text(),
         "at": sa.BigInteger(),
@@ -160,10 +134,79 @@ def _insert_many(events: Sequence[Event]) -> sa.Insert:
     return interview_events.insert().from_select(list(columns), source)
 
 
-def event_from(row: Record) -> Event:
+def _numbered(ids: Sequence[int], cursors: Sequence[int]) -> sa.UpdateBase:
+    """Give events ``ids`` their ``cursors`` in one statement (PostgreSQL)."""
+    given = (
+        sa.func.unnest(
+            _array("number_ids", ids, sa.BigInteger()),
+            _array("number_cursors", cursors, sa.BigInteger()),
+        )
+        .table_valued("id", "cursor")
+        .render_derived()
+    )
+    return (
+        interview_events.update()
+        .where(interview_events.c.id == given.c.id)
+        .values(cursor=given.c.cursor)
+    )
+
+
+NUMBER_BATCH = 1000
+"""The most events one numbering transaction gives cursors to, per interview."""
+
+
+async def _number(
+    connection: Connection, interview_id: InterviewId, *, sqlite: bool
+) -> list[Event]:
+    insert = (sqlite_dialect.insert if sqlite else postgresql.insert)(event_cursors)
+    await connection.execute(
+        insert.values(
+            interview_id=interview_id, last=0, pruned=0
+        ).on_conflict_do_nothing(index_elements=[event_cursors.c.interview_id])
+    )
+    # Held (PostgreSQL) until this transaction commits: numberings of one interview
+    # take turns, each giving the next contiguous block.
+    last = int(
+        await connection.fetch_val(
+            sa.select(event_cursors.c.last)
+            .where(event_cursors.c.interview_id == interview_id)
+            .with_for_update()
+        )
+    )
+    rows = await connection.fetch_all(
+        interview_events.select()
+        .where(
+            interview_events.c.interview_id == interview_id,
+            interview_events.c.cursor.is_(None),
+        )
+        .order_by(interview_events.c.id)
+        .limit(NUMBER_BATCH)
+    )
+    if not rows:
+        return []
+    ids = [int(row["id"]) for row in rows]
+    cursors = list(range(last + 1, last + 1 + len(rows)))
+    if sqlite:
+        for event_id, cursor in zip(ids, cursors, strict=True):
+            await connection.execute(
+                interview_events.update()
+                .where(interview_events.c.id == event_id)
+                .values(cursor=cursor)
+            )
+    else:
+        await connection.execute(_numbered(ids, cursors))
+    await connection.execute(
+        event_cursors.update()
+        .where(event_cursors.c.interview_id == interview_id)
+        .values(last=cursors[-1])
+    )
+    return [_event(row, cursor) for row, cursor in zip(rows, cursors, strict=True)]
+
+
+def _event(row: Record, cursor: int) -> Event:
     return Event(
         interview_id=InterviewId(row["interview_id"]),
-        cursor=int(row["cursor"]),
+        cursor=cursor,
         session_id=SessionId(row["session_id"]),
         kind=EventKind(row["kind"]),
         at=Millis(row["at"]),
@@ -171,11 +214,38 @@ def event_from(row: Record) -> Event:
     )
 
 
+def event_from(row: Record) -> Event:
+    return _event(row, int(row["cursor"]))
+
+
 class EventLog:
     """Reads and retention of the event log, on the shared database handle."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
+
+    @translated
+    async def number(self, interview_ids: Sequence[InterviewId]) -> list[Event]:
+        """Give the events of ``interview_ids`` not numbered yet their cursors, in
+        one transaction (the interviews in id order, so two never wait in a cycle);
+        the events numbered, in cursor order per interview."""
+        numbered: list[Event] = []
+        sqlite = self.database.is_sqlite
+        async with self.database.transaction() as connection:
+            for interview_id in sorted(set(interview_ids)):
+                numbered += await _number(connection, interview_id, sqlite=sqlite)
+        return numbered
+
+    @translated
+    async def unnumbered(self, limit: int = 100) -> list[InterviewId]:
+        """Interviews with events not numbered yet (a writer died before it asked)."""
+        rows = await self.database.fetch_all(
+            sa.select(interview_events.c.interview_id)
+            .where(interview_events.c.cursor.is_(None))
+            .distinct()
+            .limit(limit)
+        )
+        return [InterviewId(row["interview_id"]) for row in rows]
 
     @translated
     async def head(self, interview_id: InterviewId) -> Head:

@@ -30,7 +30,6 @@ from evaluators.grade import EvaluationStatus, Summary
 from protocol.attempt import REEVALUABLE, Status
 from protocol.audit import AuditKind
 from protocol.events import (
-    Event,
     News,
     answer_evaluated,
     evaluated,
@@ -274,7 +273,7 @@ class ResultsStore:
         for each, whether it was stored (a job that ran twice stores once)."""
         together = [] if self._sqlite else _grade_rows(outcomes)
         stored = [False] * len(outcomes)
-        made: list[Event] = []
+        made: list[InterviewId] = []
         async with self.database.transaction() as connection:
             if together:
                 rows = await connection.fetch_all(sql.store_grades(together, now))
@@ -299,7 +298,7 @@ class ResultsStore:
 
     async def _record_events(
         self, connection: Connection, news: Sequence[News]
-    ) -> list[Event]:
+    ) -> list[InterviewId]:
         """Number and store ``news``, last in the transaction (storage/events.py)."""
         if not news:
             return []

@@ -229,7 +229,10 @@ late_answers = sa.Table(
 )
 
 # Migration 0006: the interview event log of the monitor socket
-# (server/storage/events.py). No foreign keys: retention deletes events on its own.
+# (server/storage/events.py): events are stored unnumbered with their change and
+# numbered after it commits. No foreign keys: retention deletes events on its own.
+UNNUMBERED = sa.text("cursor IS NULL")
+
 event_cursors = sa.Table(
     "event_cursors",
     metadata,
@@ -241,12 +244,20 @@ event_cursors = sa.Table(
 interview_events = sa.Table(
     "interview_events",
     metadata,
-    sa.Column("interview_id", sa.String(32), primary_key=True),
-    sa.Column("cursor", sa.BigInteger, primary_key=True),
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("interview_id", sa.String(32), nullable=False),
+    sa.Column("cursor", sa.BigInteger, nullable=True),
     sa.Column("session_id", sa.String(32), nullable=False),
     sa.Column("kind", sa.String(30), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False, index=True),
     sa.Column("data", sa.Text, nullable=False),
+    sa.UniqueConstraint("interview_id", "cursor", name="uq_interview_events_cursor"),
+    sa.Index(
+        "ix_interview_events_unnumbered",
+        "interview_id",
+        sqlite_where=UNNUMBERED,
+        postgresql_where=UNNUMBERED,
+    ),
 )
 
 # Migration 0007: webhooks (server/storage/webhooks.py, server/storage/_outbox.py).

@@ -16,10 +16,11 @@ from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import McqQuestion, QuestionDef
 from protocol.events import Event
 from protocol.ids import Millis, SessionId, UserId
-from server.cluster.bus import InProcessBus
+from server.cluster.bus import EventAnnouncer, InProcessBus
 from server.grading.queue import GradingQueue
 from server.grading.service import GradingService
 from server.storage.attempts import DatabaseStorage, InterviewRecord
+from server.storage.events import EventLog
 from server.storage.results import ResultsStore, SessionDetail
 
 START: Millis = 1_800_000_000_000
@@ -139,14 +140,13 @@ class Harness:
             self.results, self.grader, self.bus, self.clock, self.queue
         )
         self.queue.broker.state.grading = self.service
-        # Events are stored with the writes and announced after their commit, as
-        # create_app wires it (here at once, so tests need not wait for a task).
-        self.storage.database.on_events = self._announce
+        # Events are stored with the writes, numbered and announced after their
+        # commit, as create_app wires it; settle() waits for the announcements.
+        self.announcer = EventAnnouncer(
+            self.bus, EventLog(self.storage.database).number
+        )
+        self.storage.database.on_events = self.announcer
         self.bus.subscribe_events(self.interview.id, self._heard)
-
-    def _announce(self, events: Sequence[Event]) -> None:
-        for event in events:
-            self.bus.deliver_event(event.interview_id, event)
 
     def _heard(self, event: Event | None) -> None:
         if event is not None:
@@ -156,6 +156,7 @@ class Harness:
         """Until every job sent so far (and those they sent) finished."""
         for _ in range(3):
             await self.queue.wait_all()
+            await self.announcer.drain()
             await asyncio.sleep(0)
 
     async def start(self, candidate: str | None = None) -> Attempt:
@@ -200,8 +201,10 @@ class Harness:
         assert detail is not None
         return detail
 
-    def kinds(self, session_id: SessionId) -> list[str]:
-        """The grading events of the attempt, in order."""
+    async def kinds(self, session_id: SessionId) -> list[str]:
+        """The grading events of the attempt, in order, once those of the writes
+        so far are numbered and announced."""
+        await self.announcer.drain()
         return [
             event.kind
             for event in self.events

@@ -9,8 +9,8 @@ import pytest
 
 from protocol.attempt import Attempt, begin, change_between, submit
 from protocol.audit import AuditEntry, AuditKind
-from protocol.events import Event, EventKind
-from protocol.ids import SessionId, UserId
+from protocol.events import EventKind
+from protocol.ids import InterviewId, SessionId, UserId
 from server.errors import Conflict
 from server.storage.attempts import DatabaseStorage, InterviewRecord
 from server.storage.database import Database
@@ -44,7 +44,7 @@ def signal(at: int) -> AuditEntry:
 async def test_a_change_stores_its_events_with_it_and_announces_them(
     storage: DatabaseStorage, interview: InterviewRecord
 ) -> None:
-    announced: list[Event] = []
+    announced: list[InterviewId] = []
     storage.database.on_events = announced.extend
     attempt = await started(storage, interview)
     after = submit(attempt, 0, "b", NOW + 500).attempt
@@ -56,8 +56,11 @@ async def test_a_change_stores_its_events_with_it_and_announces_them(
     )
     await storage.commit(change_between(attempt, after), fence=None, audit=[accepted])
 
+    assert await EventLog(storage.database).after(interview.id, 0) == []
+    assert set(announced) == {interview.id}  # stored unnumbered, to be numbered
+    numbered = await EventLog(storage.database).number(announced)
     log = await EventLog(storage.database).after(interview.id, 0)
-    assert log == announced
+    assert log == numbered
     assert [(e.cursor, e.kind) for e in log] == [
         (1, EventKind.STARTED),
         (2, EventKind.QUESTION_STARTED),
@@ -67,6 +70,17 @@ async def test_a_change_stores_its_events_with_it_and_announces_them(
     assert log[3].data["question_index"] == 1
     assert log[3].data["deadline"] == after.deadline
     assert (await EventLog(storage.database).head(interview.id)).last == 4
+    assert await EventLog(storage.database).number([interview.id]) == []
+
+
+async def test_events_a_crashed_writer_left_are_found_and_numbered(
+    storage: DatabaseStorage, interview: InterviewRecord
+) -> None:
+    await started(storage, interview)  # nobody numbers: as if the process died
+    log = EventLog(storage.database)
+    assert await log.unnumbered() == [interview.id]
+    assert [e.cursor for e in await log.number(await log.unnumbered())] == [1, 2]
+    assert await log.unnumbered() == []
 
 
 async def test_a_write_that_fails_stores_no_event(
@@ -84,23 +98,27 @@ async def test_a_write_that_fails_stores_no_event(
 async def test_concurrent_writers_on_two_handles_never_show_a_reader_a_gap(
     database_url: str, storage: DatabaseStorage, interview: InterviewRecord
 ) -> None:
-    """Writers on two pools (two instances) append at once while a reader tails
-    the log: every cursor is given once, and the reader never sees cursor n before
-    every cursor below it (ids that commit out of order would)."""
+    """Writers on two pools (two instances) append and number at once while a
+    reader tails the log: every cursor is given once, and the reader never sees
+    cursor n before every cursor below it (ids that commit out of order would)."""
     other = DatabaseStorage(Database(database_url))
     await other.connect()
     attempts = [await started(storage, interview) for _ in range(4)]
     log = EventLog(storage.database)
+    await log.number([interview.id])
     start = (await log.head(interview.id)).last
     per_writer = 25
     done = asyncio.Event()
     seen: list[int] = []
 
     async def write(store: DatabaseStorage, attempt: Attempt) -> None:
+        numbering = EventLog(store.database)
         for i in range(per_writer):
             await store.append_audit(
                 attempt.session_id, [signal(NOW + i)], interview_id=interview.id
             )
+            # As each instance's announcer does after the commit.
+            await numbering.number([interview.id])
 
     async def tail() -> None:
         last = start
@@ -137,6 +155,7 @@ async def test_retention_keeps_the_newest_and_remembers_what_it_removed(
     for i in range(10):
         await storage.append_audit(attempt.session_id, [signal(NOW + i)])
     log = EventLog(storage.database)
+    await log.number([interview.id])
     head = (await log.head(interview.id)).last
 
     removed = await log.prune(NOW + 100, max_age_ms=10**9, max_count=4)

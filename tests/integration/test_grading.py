@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
@@ -37,13 +37,16 @@ GOOD_TOTAL = 2 + 2.5 + 5
 
 
 @pytest.fixture
-async def harness(storage: DatabaseStorage, definition: InterviewDefinition) -> Harness:
+async def harness(
+    storage: DatabaseStorage, definition: InterviewDefinition
+) -> AsyncIterator[Harness]:
     interview = await storage.create_interview(
         org="acme", created_by=UserId("rita"), definition=definition, now=1
     )
     running = Harness(storage, interview)
     await running.queue.broker.startup()
-    return running
+    yield running
+    await running.announcer.drain()  # before the storage disconnects
 
 
 async def retry_until_settled(harness: Harness, rounds: int) -> None:
@@ -65,7 +68,7 @@ async def test_a_multiple_choice_answer_is_graded_as_soon_as_it_is_recorded(
     [mcq] = detail.answers
     assert (mcq.evaluation_status, mcq.score, mcq.model) == ("evaluated", 2, "rule:mcq")
     assert detail.session.status == Status.IN_PROGRESS
-    assert harness.kinds(attempt.session_id) == ["answer_evaluated"]
+    assert (await harness.kinds(attempt.session_id)) == ["answer_evaluated"]
 
 
 async def test_a_whole_attempt_is_graded_and_summarised(harness: Harness) -> None:
@@ -90,7 +93,7 @@ async def test_a_whole_attempt_is_graded_and_summarised(harness: Harness) -> Non
         "fake/1",
         {"strengths": ["fake"]},
     )
-    assert harness.kinds(session_id).count("evaluated") == 1
+    assert (await harness.kinds(session_id)).count("evaluated") == 1
     assert len(harness.grader.summarised) == 1
 
 
@@ -154,7 +157,7 @@ async def test_answers_graded_together_fail_and_finish_one_by_one(
     harness.clock.now += RETRY_CAP_MS + 1
     await harness.service.grade_answers([(finished, 1)])
     assert (await harness.detail(finished)).session.status == Status.EVALUATED
-    assert harness.kinds(finished).count("evaluated") == 1
+    assert (await harness.kinds(finished)).count("evaluated") == 1
 
 
 async def test_jobs_whose_grades_could_not_be_stored_are_sent_at_the_next_pass(
@@ -330,7 +333,7 @@ async def test_the_summary_is_written_once_when_the_last_two_grades_finish_toget
         detail = await harness.detail(session_id)
         assert detail.session.status == Status.EVALUATED
         assert detail.session.final_score == GOOD_TOTAL
-        assert harness.kinds(session_id).count("evaluated") == 1
+        assert (await harness.kinds(session_id)).count("evaluated") == 1
     assert len(harness.grader.summarised) == 10
 
 
@@ -437,7 +440,7 @@ async def test_an_override_recomputes_the_totals_keeps_the_model_score_and_is_au
         "previous": 2.5,
         "note": "fine",
     }
-    assert harness.kinds(session_id)[-1] == "score_overridden"
+    assert (await harness.kinds(session_id))[-1] == "score_overridden"
 
 
 async def test_a_provisional_grade_is_shown_until_an_override_confirms_it(
