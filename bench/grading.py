@@ -577,7 +577,7 @@ class Bench:
     ) -> None:
         """Until ``expected`` answers of ``interview`` are graded. With ``unstick``,
         jobs that made no progress for ``UNSTICK_S`` are sent again (a task that failed
-        outside the grader is otherwise re-sent only after ``STALE_MS``)."""
+        outside the grader is otherwise re-sent only once its lease ran out)."""
         deadline = time.monotonic() + timeout_s
         next_line = time.monotonic() + 1
         graded, progress_at = 0, time.monotonic()
@@ -590,7 +590,7 @@ class Bench:
             if count > graded:
                 graded, progress_at = count, time.monotonic()
             elif unstick and time.monotonic() - progress_at > UNSTICK_S:
-                sent = await unstick.requeue_pending(stale_ms=0)
+                sent = await unstick.requeue_pending(take_over=True)
                 self.say(f"  warm-up stuck: sent {sent} jobs again")
                 progress_at = time.monotonic()
             for worker in workers:

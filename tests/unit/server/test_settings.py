@@ -60,6 +60,7 @@ def test_every_variable_is_read() -> None:
         "MODEL_CODE": "anthropic/claude-sonnet",
         "MODEL_SUMMARY": "ollama/llama3",
         "MODEL_API_BASE": "http://localhost:11434",
+        "GRADING_LEASE_S": "2.5",
     }
 
     settings = Settings.from_environ(environ)
@@ -96,6 +97,7 @@ def test_every_variable_is_read() -> None:
         model_code="anthropic/claude-sonnet",
         model_summary="ollama/llama3",
         model_api_base="http://localhost:11434",
+        grading_lease_s=2.5,
     )
     assert str(settings.jwt_secret) == SECRET
     assert not settings.uses_dev_secret
