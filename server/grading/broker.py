@@ -2,17 +2,18 @@
 
 ``RedisStreamBroker`` (taskiq-redis) opens a Redis client for every message it sends
 (``kick``) and for every acknowledgement (``_ack_generator``): an eighth of a worker's
-CPU, measured. :class:`StreamBroker` sends and acknowledges on one client, sends the
-acknowledgements of tasks finishing together in one XACK, and reads a message only
-once the worker has room for it (``listen``, :class:`Capacity`).
+CPU, measured. :class:`StreamBroker` sends, reads and acknowledges on one client,
+sends the acknowledgements of tasks finishing together in one XACK, and reads a
+message only once the worker has room for it (``listen``, :class:`Capacity`).
 
-It also outlives Redis failures, where taskiq-redis's ``listen`` raises and so ends
-the worker: after a lost connection it reads again with backoff, first making the
-consumer group again if it vanished (Redis restarted without its data: ``NOGROUP``),
-from the stream's first entry, so that the jobs sent since are read. An
-acknowledgement that fails is logged and dropped (its message is gone, or is
-delivered again and finds its jobs done). :meth:`StreamBroker.caught_up` tells the
-re-enqueue whether the workers have read every message (server/grading/lease.py).
+Its ``listen`` also outlives Redis failures, where taskiq-redis's raises and so ends
+the worker (and leaves its reclaiming pipeline open): after a lost connection it
+reads again with backoff, first making the consumer group again if it vanished
+(Redis restarted without its data: ``NOGROUP``), from the stream's first entry, so
+that the jobs sent since are read. An acknowledgement that fails is logged and
+dropped (its message is gone, or is delivered again and finds its jobs done).
+:meth:`StreamBroker.caught_up` tells the re-enqueue whether the workers have read
+every message (server/grading/lease.py).
 
 ``_ack_generator`` is private to taskiq-redis, and ``listen`` relies on how its reads
 are made, so the installed version is checked at import: another one must be checked
@@ -26,6 +27,7 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from importlib.metadata import version
+from typing import cast
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -45,6 +47,10 @@ ACKS_PER_CALL = 500
 MIN_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 1.0
 """Waits before reading again after Redis failed, doubling up to this."""
+
+
+Entries = Sequence[tuple[bytes, dict[bytes, bytes] | None]]
+"""Stream entries as redis-py returns them: (id, fields)."""
 
 
 def require_version(installed: str) -> None:
@@ -102,7 +108,7 @@ class StreamBroker(RedisStreamBroker):
             try:
                 if failures:
                     await self._create_group()
-                async for message in super().listen():
+                async for message in self._read():
                     failures = 0
                     self.capacity.took()
                     yield message
@@ -115,6 +121,46 @@ class StreamBroker(RedisStreamBroker):
                 logger.warning("grading stream unreachable, will read again: %r", exc)
             failures += 1
             await asyncio.sleep(min(MIN_BACKOFF_S * 2 ** (failures - 1), MAX_BACKOFF_S))
+
+    async def _read(self) -> AsyncGenerator[AckableMessage, None]:
+        """What taskiq-redis's ``listen`` reads: new messages (``XREADGROUP``, up to
+        ``count``), and after each read that found some, the messages another
+        consumer left unacknowledged for ``idle_timeout`` (``XAUTOCLAIM``; atomic,
+        so without taskiq-redis's lock)."""
+        group, name = self.consumer_group_name, self.consumer_name
+        while True:
+            reply = await self.client.xreadgroup(
+                group, name, {self.queue_name: ">"}, count=self.count, block=self.block
+            )
+            # redis-py types its replies loosely: these are (stream, entries) pairs.
+            fetched = cast("list[tuple[bytes, Entries]]", reply)
+            if not fetched:
+                continue
+            for _, entries in fetched:
+                for message in self._messages(entries):
+                    yield message
+            reply = await self.client.xautoclaim(
+                self.queue_name,
+                group,
+                name,
+                min_idle_time=self.idle_timeout,
+                count=self.unacknowledged_batch_size,
+            )
+            # (next start id, entries, deleted ids)
+            reclaimed = cast("tuple[bytes, Entries]", reply)
+            for message in self._messages(reclaimed[1]):
+                yield message
+
+    def _messages(self, entries: Entries) -> list[AckableMessage]:
+        # An entry trimmed from the stream while pending has no fields (Redis 6.2).
+        return [
+            AckableMessage(
+                data=fields[b"data"],
+                ack=self._ack_generator(message_id.decode(), self.queue_name),
+            )
+            for message_id, fields in entries
+            if fields
+        ]
 
     async def _create_group(self) -> None:
         """The consumer group, unless it exists: from the stream's first entry
@@ -135,11 +181,11 @@ class StreamBroker(RedisStreamBroker):
         stream: nothing waits; a stream without the group (Redis lost it and no
         worker has made it again): every message waits; Redis failing: ``False``
         (nothing is known to be late)."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xinfo_stream(self.queue_name)
-        pipe.xinfo_groups(self.queue_name)
         try:
-            stream, groups = await pipe.execute()
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.xinfo_stream(self.queue_name)
+                pipe.xinfo_groups(self.queue_name)
+                stream, groups = await pipe.execute()
         except ResponseError as exc:
             if "no such key" in str(exc).lower():
                 return True

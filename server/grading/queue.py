@@ -24,6 +24,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from taskiq import AsyncBroker, InMemoryBroker
 
 from protocol.ids import SessionId
@@ -41,8 +43,6 @@ IDLE_TIMEOUT_MS = 2 * TASK_TIMEOUT_S * 1000
 reclaims only when a new message arrives); above the longest task, so that a slow
 task is never run twice. The jobs of a dead worker are sent again long before,
 when their leases run out."""
-AUTOCLAIM_LOCK_S = 30.0
-"""How long a worker killed while holding the reclaim lock can block reclaiming."""
 STREAM_MAXLEN = 100_000
 JOBS_PER_MESSAGE = 100
 """Jobs sent together share one message, up to this many."""
@@ -119,8 +119,10 @@ def make_queue(
         consumer_group_name=f"{prefix}graders",
         consumer_id="0",  # a group made after the first task still gets it
         idle_timeout=idle_timeout_ms,
-        unacknowledged_lock_timeout=AUTOCLAIM_LOCK_S,
         maxlen=STREAM_MAXLEN,
         xread_count=XREAD_COUNT,
+        # One quick retry gets past a pooled connection that died with a restarted
+        # Redis (as server/cluster/client.py): the first send after it succeeds.
+        retry=Retry(NoBackoff(), 1),
     )
     return GradingQueue(broker)
