@@ -217,8 +217,9 @@ async def run_worker(
                 await queue.broker.shutdown()
 
 
-def main(settings: Settings) -> None:
-    """``interview-server worker`` with ``REDIS_URL`` set: run until SIGTERM/SIGINT."""
+def main(settings: Settings, *, grader: Grader | None = None) -> None:
+    """``interview-server worker`` with ``REDIS_URL`` set: run until SIGTERM/SIGINT.
+    ``grader`` replaces the one of the model settings (tests)."""
 
     async def work() -> None:
         stop = asyncio.Event()
@@ -226,7 +227,7 @@ def main(settings: Settings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         queue = make_queue(settings)
-        install_worker(queue, settings)
+        install_worker(queue, settings, grader=grader)
         logger.info("grading worker started on %s", queue.broker.__class__.__name__)
         await run_worker(queue, stop, concurrency=settings.grading_concurrency)
         logger.info("grading worker stopped")
