@@ -15,8 +15,10 @@ dropped (its message is gone, or is delivered again and finds its jobs done).
 :meth:`StreamBroker.caught_up` tells the re-enqueue whether the workers have read
 every message (server/grading/lease.py).
 
-``_ack_generator`` is private to taskiq-redis, and ``listen`` relies on how its reads
-are made, so the installed version is checked at import: another one must be checked
+``_ack_generator`` is private to taskiq-redis, and ``listen`` makes its reads as
+taskiq-redis's does, with the settings its constructor keeps (``count``, ``block``,
+``idle_timeout``, ``unacknowledged_batch_size``), so the installed version is checked
+at import: another one must be checked
 against each override (tests/integration/test_broker.py has a test per override)
 before it is allowed.
 """
@@ -101,8 +103,9 @@ class StreamBroker(RedisStreamBroker):
         )
 
     async def listen(self) -> AsyncGenerator[AckableMessage, None]:
-        """taskiq-redis's reads (one message each, ``XREAD_COUNT``), each once the
-        worker has room (:class:`Capacity`), and again after Redis failed."""
+        """The messages of :meth:`_read` (one per read, ``XREAD_COUNT``), each read
+        once the worker has room (:class:`Capacity`), and reading again after Redis
+        failed."""
         failures = 0
         while True:
             try:

@@ -39,10 +39,10 @@ from server.storage.results import JobKey
 __all__ = ["Capacity", "GradingQueue", "make_queue"]
 
 IDLE_TIMEOUT_MS = 2 * TASK_TIMEOUT_S * 1000
-"""Redis gives an unacknowledged message to another worker after this (taskiq-redis
-reclaims only when a new message arrives); above the longest task, so that a slow
-task is never run twice. The jobs of a dead worker are sent again long before,
-when their leases run out."""
+"""Redis gives an unacknowledged message to another worker after this (reclaimed
+after a read that found new messages, StreamBroker._read); above the longest task,
+so that a slow task is never taken from a live worker. The jobs of a dead worker
+are sent again long before, when their leases run out."""
 STREAM_MAXLEN = 100_000
 JOBS_PER_MESSAGE = 100
 """Jobs sent together share one message, up to this many."""

@@ -216,18 +216,20 @@ class GradingService:
         Raises:
             ServerError: the database failed; the jobs are found again later.
         """
-        with self.leases.holding(keys) as held:
-            try:
+        held: list[JobKey] = []
+        try:
+            with self.leases.holding(keys) as held:
                 await self._grade_answers(held)
-            except (ServerError, asyncio.CancelledError):
-                # The database failed, or the task was cut short (its time limit, a
-                # worker stopping): give the unfinished jobs back, so the next
-                # re-enqueue sends them rather than waiting for their lease.
-                try:
-                    await asyncio.shield(self.results.release_jobs(held))
-                except (ServerError, asyncio.CancelledError) as again:
-                    logger.warning("grading jobs wait for their lease: %r", again)
-                raise
+        except (ServerError, asyncio.CancelledError):
+            # The database failed, or the task was cut short (its time limit, a
+            # worker stopping): give the unfinished jobs back (no longer held, so
+            # no renewal takes them again), so that the next re-enqueue sends them
+            # rather than waiting for their lease.
+            try:
+                await asyncio.shield(self.results.release_jobs(held))
+            except (ServerError, asyncio.CancelledError) as again:
+                logger.warning("grading jobs wait for their lease: %r", again)
+            raise
 
     async def _grade_answers(self, keys: Sequence[JobKey]) -> None:
         if not keys:
