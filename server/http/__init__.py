@@ -14,9 +14,15 @@ from server.http.errors import ApiError, exception_handlers, middleware
 from server.http.interviews import interview_routes
 from server.http.operations import operation_routes
 from server.http.results import results_routes
+from server.http.webhooks import webhook_routes
 
 __all__ = ["ApiError", "exception_handlers", "middleware", "routes"]
 
 
 def routes() -> list[BaseRoute]:
-    return [*interview_routes(), *operation_routes(), *results_routes()]
+    return [
+        *interview_routes(),
+        *operation_routes(),
+        *results_routes(),
+        *webhook_routes(),
+    ]
