@@ -479,7 +479,7 @@ class Bench:
             f"measuring: {answers_total} {options.kind} answers, "
             f"{options.workers} worker(s), stub latency {options.latency_ms:g} ms"
         )
-        await _enqueue(service, main.sessions, options.questions)
+        sent_at = await _enqueue(service, main.sessions, options.questions)
         enqueued_ms = wall_clock() - first_enqueue
         missing = await _count(
             storage,
@@ -497,8 +497,8 @@ class Bench:
 
         rows = await storage.database.fetch_all(
             sa.select(
+                answers.c.session_id,
                 answers.c.grading_attempts,
-                answers.c.enqueued_at,
                 answers.c.evaluated_at,
                 answers.c.evaluation_status,
             )
@@ -506,7 +506,11 @@ class Bench:
             .where(sessions.c.interview_id == main.interview)
         )
         last_ms = max(int(row["evaluated_at"]) for row in rows)
-        latencies = [float(row["evaluated_at"] - row["enqueued_at"]) for row in rows]
+        # From the send, not from enqueued_at: that is the job's lease, renewed
+        # when a job that waited for a worker is taken (server/grading/lease.py).
+        latencies = [
+            float(row["evaluated_at"] - sent_at[row["session_id"]]) for row in rows
+        ]
         statuses: dict[str, int] = {}
         for row in rows:
             statuses[row["evaluation_status"]] = (
@@ -577,7 +581,7 @@ class Bench:
     ) -> None:
         """Until ``expected`` answers of ``interview`` are graded. With ``unstick``,
         jobs that made no progress for ``UNSTICK_S`` are sent again (a task that failed
-        outside the grader is otherwise re-sent only after ``STALE_MS``)."""
+        outside the grader is otherwise re-sent only once its lease ran out)."""
         deadline = time.monotonic() + timeout_s
         next_line = time.monotonic() + 1
         graded, progress_at = 0, time.monotonic()
@@ -590,7 +594,7 @@ class Bench:
             if count > graded:
                 graded, progress_at = count, time.monotonic()
             elif unstick and time.monotonic() - progress_at > UNSTICK_S:
-                sent = await unstick.requeue_pending(stale_ms=0)
+                sent = await unstick.requeue_pending(take_over=True)
                 self.say(f"  warm-up stuck: sent {sent} jobs again")
                 progress_at = time.monotonic()
             for worker in workers:
@@ -678,15 +682,19 @@ async def _complete(
 
 async def _enqueue(
     service: GradingService, session_ids: Sequence[SessionId], questions: int
-) -> None:
+) -> dict[str, int]:
+    """Send every attempt's jobs; when each attempt's were sent (wall clock ms)."""
     slots = asyncio.Semaphore(ENQUEUE_CONCURRENCY)
     indexes = list(range(questions))
+    sent_at: dict[str, int] = {}
 
     async def one(session_id: SessionId) -> None:
         async with slots:
+            sent_at[session_id] = wall_clock()
             await service.answers_recorded(session_id, indexes)
 
     await asyncio.gather(*(one(session_id) for session_id in session_ids))
+    return sent_at
 
 
 async def _count(

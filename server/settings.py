@@ -106,6 +106,8 @@ class Settings:
     model_api_base: str | None = None
     # Grades one process (a worker, or serve on the embedded default) runs at once.
     grading_concurrency: int = 64
+    # A grading job whose lease nobody renewed for this long is sent again.
+    grading_lease_s: float = 30.0
     # Code runs in the sandbox one process holds at once, whatever the grades at once
     # (each run may take processes x address-space limit of memory; see README).
     sandbox_concurrency: int = field(default_factory=lambda: _cpu_count())
@@ -207,6 +209,7 @@ class Settings:
             model_summary=env.get("MODEL_SUMMARY", str, None),
             model_api_base=env.get("MODEL_API_BASE", _http_url, None),
             grading_concurrency=env.get("GRADING_CONCURRENCY", _positive_int, 64),
+            grading_lease_s=env.get("GRADING_LEASE_S", _positive_float, 30.0),
             sandbox_concurrency=env.get(
                 "SANDBOX_CONCURRENCY", _positive_int, _cpu_count()
             ),

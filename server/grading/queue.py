@@ -5,14 +5,18 @@ Two brokers, chosen by ``REDIS_URL`` (STACK-NOTES, "taskiq and taskiq-redis"):
 * none: ``InMemoryBroker``; tasks run inside ``serve``, as asyncio tasks, and no
   results are kept;
 * Redis: :class:`StreamBroker`; ``interview-server worker`` processes run the tasks
-  and acknowledge each one after it finished, so a task whose worker dies is
-  delivered again once it has been idle for ``IDLE_TIMEOUT_MS`` (taskiq-redis only
-  reclaims when a new message arrives: the periodic re-enqueue keeps messages
-  flowing).
+  and acknowledge each one after it finished.
 
-Retries and their backoff are not the broker's: a failed try is written to the
-answer and :meth:`GradingService.requeue_pending`, run every ``REQUEUE_INTERVAL_S``
-by ``serve``, sends the job again when it is due (server/grading/service.py).
+What the broker loses is found again from the database: a job whose lease ran out
+(a task whose worker died, a message lost with Redis's data, a job its instance
+died before sending) is sent again by :meth:`GradingService.requeue_pending`, run
+every ``REQUEUE_INTERVAL_S`` by ``serve`` (server/grading/lease.py). Redis's own
+redelivery of a dead worker's messages (after ``IDLE_TIMEOUT_MS``) only clears them
+away: by then their jobs were graded, and the copy finds nothing to do.
+
+Retries and their backoff are not the broker's either: a failed try is written to
+the answer, and the re-enqueue sends the job again when it is due
+(server/grading/service.py).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from taskiq import AsyncBroker, InMemoryBroker
 
 from protocol.ids import SessionId
@@ -33,10 +39,10 @@ from server.storage.results import JobKey
 __all__ = ["Capacity", "GradingQueue", "make_queue"]
 
 IDLE_TIMEOUT_MS = 2 * TASK_TIMEOUT_S * 1000
-"""Redis gives an unacknowledged task to another worker after this; above the longest
-task, so that a slow task is not run twice."""
-AUTOCLAIM_LOCK_S = 30.0
-"""How long a worker killed while holding the reclaim lock can block reclaiming."""
+"""Redis gives an unacknowledged message to another worker after this (reclaimed
+after a read that found new messages, StreamBroker._read); above the longest task,
+so that a slow task is never taken from a live worker. The jobs of a dead worker
+are sent again long before, when their leases run out."""
 STREAM_MAXLEN = 100_000
 JOBS_PER_MESSAGE = 100
 """Jobs sent together share one message, up to this many."""
@@ -80,6 +86,15 @@ class GradingQueue:
     async def summarise(self, session_id: SessionId) -> None:
         await self._summarise.kiq(session_id)
 
+    async def caught_up(self) -> bool:
+        if not isinstance(self.broker, StreamBroker):
+            return True  # in-process tasks start at once and hold their jobs
+        try:
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                return await self.broker.caught_up()
+        except TimeoutError:
+            return False  # a hung Redis: nothing is known to be late
+
     async def ready(self) -> bool:
         if not isinstance(self.broker, StreamBroker):
             return True  # the in-process broker cannot be unreachable
@@ -104,8 +119,10 @@ def make_queue(
         consumer_group_name=f"{prefix}graders",
         consumer_id="0",  # a group made after the first task still gets it
         idle_timeout=idle_timeout_ms,
-        unacknowledged_lock_timeout=AUTOCLAIM_LOCK_S,
         maxlen=STREAM_MAXLEN,
         xread_count=XREAD_COUNT,
+        # One quick retry gets past a pooled connection that died with a restarted
+        # Redis (as server/cluster/client.py): the first send after it succeeds.
+        retry=Retry(NoBackoff(), 1),
     )
     return GradingQueue(broker)

@@ -7,9 +7,10 @@ says what is left to do, so a job may be lost, run twice or run late without har
 
 * a failed try is counted on the answer and retried with backoff by the periodic
   :meth:`GradingService.requeue_pending`, which also re-enqueues every answer whose
-  job never ran (a crash between commit and enqueue, the broker down, a worker killed
-  mid-task; PRODUCT.md 6.5). Retries go through the database rather than the broker:
-  no schedule source is needed and a retry survives any process;
+  job was never sent, was given back, or whose lease ran out (a crash between commit
+  and enqueue, Redis losing its data, a worker killed mid-task; PRODUCT.md 6.5;
+  :mod:`server.grading.lease`). Retries go through the database rather than the
+  broker: no schedule source is needed and a retry survives any process;
 * after ``max_attempts`` tries, or at once when the error is not retryable, the answer
   goes to ``needs_review`` with the reason;
 * a summary the model cannot write after ``max_summary_attempts`` is computed by code
@@ -31,6 +32,7 @@ from protocol.ids import InterviewId, Millis, SessionId
 from server.batching import Batcher
 from server.cluster.bus import EventBus
 from server.errors import ServerError, Unavailable
+from server.grading.lease import LEASE_MS, Leases
 from server.storage.results import (
     Graded,
     GradingJob,
@@ -44,9 +46,6 @@ from server.storage.results import (
 
 logger = logging.getLogger(__name__)
 
-STALE_MS = 10 * 60 * 1000
-"""A job enqueued this long ago without a result is enqueued again: above the longest
-grading task (server.grading.tasks.TASK_TIMEOUT_S)."""
 MAX_ATTEMPTS = 4
 MAX_SUMMARY_ATTEMPTS = 3
 RETRY_BASE_MS = 5_000
@@ -69,6 +68,11 @@ class JobQueue(Protocol):
 
     async def grade(self, session_id: SessionId, index: int) -> None: ...
     async def summarise(self, session_id: SessionId) -> None: ...
+    async def caught_up(self) -> bool:
+        """Whether the workers have read every message sent: a job whose lease ran
+        out is late only then (one still waiting to be read is not, and sending it
+        again would only lengthen the queue)."""
+        ...
 
 
 def retry_delay_ms(attempts: int) -> Millis:
@@ -115,7 +119,7 @@ class GradingService:
         clock: Callable[[], Millis],
         queue: JobQueue,
         *,
-        stale_ms: int = STALE_MS,
+        lease_ms: int = LEASE_MS,
         max_attempts: int = MAX_ATTEMPTS,
         max_summary_attempts: int = MAX_SUMMARY_ATTEMPTS,
         concurrency: int = CONCURRENCY,
@@ -125,7 +129,7 @@ class GradingService:
         self.bus = bus
         self.clock = clock
         self.queue = queue
-        self.stale_ms = stale_ms
+        self.leases = Leases(results, clock, lease_ms=lease_ms)
         self.max_attempts = max_attempts
         self.max_summary_attempts = max_summary_attempts
         self._slots = asyncio.Semaphore(concurrency)
@@ -150,7 +154,8 @@ class GradingService:
     async def _send(self, keys: Sequence[JobKey]) -> None:
         """Send claimed jobs. A job that cannot be sent (the broker down, or not
         answering within ``SEND_TIMEOUT_S``) is given back, so that the next
-        re-enqueue sends it; one neither sent nor given back is sent once stale.
+        re-enqueue sends it; one neither sent nor given back is sent once its lease
+        ran out.
 
         Raises:
             Exception: the first send's error, once every send ended.
@@ -169,20 +174,29 @@ class GradingService:
         try:
             await self.results.release_jobs(failed)
         except Exception as again:
-            logger.warning("%d grading jobs wait until stale: %r", len(failed), again)
+            logger.warning(
+                "%d grading jobs wait for their lease: %r", len(failed), again
+            )
         raise next(result for result in sent if isinstance(result, BaseException))
 
-    async def _enqueue(self, keys: Sequence[JobKey], now: Millis, stale_ms: int) -> int:
+    async def _enqueue(
+        self, keys: Sequence[JobKey], now: Millis, stale_ms: int | None
+    ) -> int:
         """Claim and send the jobs of ``keys`` that have no live job."""
         claimed = await self.results.claim_jobs(keys, now, stale_ms=stale_ms)
         await self._send(claimed)
         return len(claimed)
 
-    async def requeue_pending(self, *, stale_ms: int | None = None) -> int:
-        """Enqueue every job the database says is missing, stale or due for a retry;
-        returns how many. ``stale_ms=0`` also takes over jobs thought to be running
-        (at startup with the in-process broker, where none can be)."""
-        stale_ms = self.stale_ms if stale_ms is None else stale_ms
+    async def requeue_pending(self, *, take_over: bool = False) -> int:
+        """Enqueue every job the database says is missing, given back, due for a
+        retry, or whose lease ran out while the workers had read every message;
+        returns how many. ``take_over`` also takes over jobs whose lease is live (at
+        startup with the in-process broker, where none can be running)."""
+        stale_ms: int | None = self.leases.lease_ms
+        if take_over:
+            stale_ms = 0
+        elif not await self.queue.caught_up():
+            stale_ms = None  # a job not read yet is not late
         now = self.clock()
         due = await self.results.due_answers(now, stale_ms=stale_ms)
         sent = await self._enqueue(due, now, stale_ms) if due else 0
@@ -201,20 +215,27 @@ class GradingService:
         Raises:
             ServerError: the database failed; the jobs are found again later.
         """
+        held: list[JobKey] = []
         try:
-            await self._grade_answers(keys)
+            with self.leases.holding(keys) as held:
+                await self._grade_answers(held)
         except (ServerError, asyncio.CancelledError):
             # The database failed, or the task was cut short (its time limit, a
-            # worker stopping): give the unfinished jobs back, so the next
-            # re-enqueue sends them rather than waiting for them to go stale.
+            # worker stopping): give the unfinished jobs back (no longer held, so
+            # no renewal takes them again), so that the next re-enqueue sends them
+            # rather than waiting for their lease.
             try:
-                await asyncio.shield(self.results.release_jobs(keys))
+                await asyncio.shield(self.results.release_jobs(held))
             except (ServerError, asyncio.CancelledError) as again:
-                logger.warning("grading jobs wait until stale: %r", again)
+                logger.warning("grading jobs wait for their lease: %r", again)
             raise
 
     async def _grade_answers(self, keys: Sequence[JobKey]) -> None:
-        jobs = await self.results.grading_jobs(keys)
+        if not keys:
+            return
+        jobs = await self.results.grading_jobs(keys, self.clock())
+        waited = [_job(job) for job in jobs if self.leases.waited(job.enqueued_at)]
+        await self.leases.taken(answers=waited)
         ran = await asyncio.gather(
             *(self._grade(job) for job in jobs), return_exceptions=True
         )
@@ -296,7 +317,9 @@ class GradingService:
         claimed = [
             session_id
             for session_id in await self.results.ready_to_summarise(session_ids)
-            if await self.results.claim_summary(session_id, now, stale_ms=self.stale_ms)
+            if await self.results.claim_summary(
+                session_id, now, stale_ms=self.leases.lease_ms
+            )
         ]
         done = await asyncio.gather(
             *(self.summarise(session_id) for session_id in claimed),
@@ -314,9 +337,16 @@ class GradingService:
         Raises:
             ServerError: the database failed; the job is found again later.
         """
+        with self.leases.holding_summary(session_id) as held:
+            if held:
+                await self._summarise(session_id)
+
+    async def _summarise(self, session_id: SessionId) -> None:
         job = await self.results.summary_job(session_id)
         if job is None or not _ready(job):
             return
+        if self.leases.waited(job.enqueued_at):
+            await self.leases.taken(summaries=[session_id])
         try:
             summary = await self.grader.summarise(title=job.title, results=job.results)
         except ServerError:
@@ -373,7 +403,7 @@ class GradingService:
             [(session_id, a.question_index) for a in detail.answers] if detail else []
         )
         try:
-            await self._enqueue(keys, self.clock(), self.stale_ms)
+            await self._enqueue(keys, self.clock(), self.leases.lease_ms)
         except Exception as exc:  # the re-enqueue finds them
             logger.warning("re-evaluation of %s not enqueued yet: %r", session_id, exc)
         return True

@@ -24,7 +24,7 @@ from server.errors import ServerError
 from server.grading.broker import StreamBroker
 from server.grading.capacity import Capacity
 from server.grading.queue import GradingQueue, make_queue
-from server.grading.service import STALE_MS, GradingService
+from server.grading.service import GradingService
 from server.settings import Settings
 from server.storage.database import Database
 from server.storage.events import EventLog
@@ -81,15 +81,19 @@ class Grading:
             bus,
             clock,
             self.queue,
+            lease_ms=lease_ms(settings),
             concurrency=settings.grading_concurrency,
         )
+        self._renewing: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.queue.broker.state.grading = self.service
         await self.queue.broker.startup()
         if self.queue.in_process:
             # Nothing can be running yet: take over every pending job at once.
-            await self._requeue(stale_ms=0)
+            await self._requeue(take_over=True)
+            # Tasks run here: their jobs' leases are renewed here.
+            self._renewing = asyncio.create_task(renew_forever(self.service))
 
     async def stop(self) -> None:
         # Tasks still running after this are cut short; their answers stay pending
@@ -97,6 +101,7 @@ class Grading:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_WAIT_S):
                 await self.queue.wait_all()
+        await _cancel(self._renewing)
         await self.queue.broker.shutdown()
 
     async def requeue_forever(self, interval_s: float = REQUEUE_INTERVAL_S) -> None:
@@ -104,9 +109,9 @@ class Grading:
             await asyncio.sleep(interval_s)
             await self._requeue()
 
-    async def _requeue(self, *, stale_ms: int | None = None) -> None:
+    async def _requeue(self, *, take_over: bool = False) -> None:
         try:
-            sent = await self.service.requeue_pending(stale_ms=stale_ms)
+            sent = await self.service.requeue_pending(take_over=take_over)
         except ServerError as exc:
             logger.warning("re-enqueue of grading failed, will retry: %s", exc)
         except Exception:
@@ -114,6 +119,30 @@ class Grading:
         else:
             if sent:
                 logger.info("re-enqueued %d grading jobs", sent)
+
+
+def lease_ms(settings: Settings) -> int:
+    return round(settings.grading_lease_s * 1000)
+
+
+async def renew_forever(service: GradingService) -> None:
+    """Renew the leases of the jobs ``service`` holds, every third of a lease
+    (server/grading/lease.py)."""
+    while True:
+        await asyncio.sleep(service.leases.renew_every_ms / 1000)
+        try:
+            await service.leases.renew()
+        except ServerError as exc:
+            logger.warning("grading leases not renewed, will retry: %s", exc)
+        except Exception:
+            logger.exception("grading leases not renewed, will retry")
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 # -- the worker process ---------------------------------------------------------------
@@ -124,10 +153,9 @@ def install_worker(
     settings: Settings,
     *,
     grader: Grader | None = None,
-    stale_ms: int = STALE_MS,
 ) -> None:
     """Connect the database when the worker starts and build the service its tasks
-    use."""
+    use; renew the leases of the jobs it holds until it stops."""
     database = Database(
         settings.database_url,
         pool_max=settings.db_pool_max,
@@ -161,11 +189,13 @@ def install_worker(
             bus,
             wall_clock,
             queue,
-            stale_ms=stale_ms,
+            lease_ms=lease_ms(settings),
             concurrency=settings.grading_concurrency,
         )
+        state.renewing = asyncio.create_task(renew_forever(state.grading))
 
     async def stopped(state: TaskiqState) -> None:
+        await _cancel(getattr(state, "renewing", None))
         announcer: EventAnnouncer | None = getattr(state, "announcer", None)
         if announcer is not None:
             with contextlib.suppress(TimeoutError):
@@ -205,8 +235,9 @@ async def run_worker(
                 await queue.broker.shutdown()
 
 
-def main(settings: Settings) -> None:
-    """``interview-server worker`` with ``REDIS_URL`` set: run until SIGTERM/SIGINT."""
+def main(settings: Settings, *, grader: Grader | None = None) -> None:
+    """``interview-server worker`` with ``REDIS_URL`` set: run until SIGTERM/SIGINT.
+    ``grader`` replaces the one of the model settings (tests)."""
 
     async def work() -> None:
         stop = asyncio.Event()
@@ -214,7 +245,7 @@ def main(settings: Settings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         queue = make_queue(settings)
-        install_worker(queue, settings)
+        install_worker(queue, settings, grader=grader)
         logger.info("grading worker started on %s", queue.broker.__class__.__name__)
         await run_worker(queue, stop, concurrency=settings.grading_concurrency)
         logger.info("grading worker stopped")

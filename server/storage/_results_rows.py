@@ -32,6 +32,8 @@ class GradingJob:
     time_expired: bool
     status: EvaluationStatus
     attempts: int
+    enqueued_at: Millis | None
+    """When its lease was last taken or renewed (``None``: given back)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ class SummaryJob:
     status: str
     has_summary: bool
     attempts: int
+    enqueued_at: Millis | None
     results: tuple[QuestionResult, ...]
 
 

@@ -1,9 +1,9 @@
 """Conditions and statements :mod:`server.storage.results` runs (SQLAlchemy Core).
 
 The conditions are the guards of its docstring: a job is *due* when it has no live
-job (never enqueued, or enqueued longer ago than ``stale_ms``) and no retry waiting;
-an attempt is *ready to summarise* when it is completed, has no summary and no
-pending answer.
+job (never enqueued, given back, or its lease older than ``stale_ms``; with
+``stale_ms=None`` no lease is old enough) and no retry waiting; an attempt is *ready to
+summarise* when it is completed, has no summary and no pending answer.
 """
 
 from __future__ import annotations
@@ -64,26 +64,32 @@ def answer_is(session_id: SessionId, index: int) -> tuple[sa.ColumnElement[bool]
     return (answers.c.session_id == session_id, answers.c.question_index == index)
 
 
+def retry_not_waiting(
+    retry: sa.ColumnElement[int | None], now: Millis
+) -> sa.ColumnElement[bool]:
+    return sa.or_(retry.is_(None), retry <= now)
+
+
 def due(
     enqueued: sa.ColumnElement[int | None],
     retry: sa.ColumnElement[int | None],
     now: Millis,
-    stale_ms: int,
+    stale_ms: int | None,
 ) -> sa.ColumnElement[bool]:
-    return sa.and_(
-        sa.or_(enqueued.is_(None), enqueued < now - stale_ms),
-        sa.or_(retry.is_(None), retry <= now),
-    )
+    unclaimed: sa.ColumnElement[bool] = enqueued.is_(None)
+    if stale_ms is not None:
+        unclaimed = sa.or_(unclaimed, enqueued < now - stale_ms)
+    return sa.and_(unclaimed, retry_not_waiting(retry, now))
 
 
-def answer_due(now: Millis, stale_ms: int) -> sa.ColumnElement[bool]:
+def answer_due(now: Millis, stale_ms: int | None) -> sa.ColumnElement[bool]:
     return sa.and_(
         answers.c.evaluation_status == EvaluationStatus.PENDING.value,
         due(answers.c.enqueued_at, answers.c.retry_at, now, stale_ms),
     )
 
 
-def summary_due(now: Millis, stale_ms: int) -> sa.ColumnElement[bool]:
+def summary_due(now: Millis, stale_ms: int | None) -> sa.ColumnElement[bool]:
     return sa.and_(
         *READY_TO_SUMMARISE,
         due(sessions.c.summary_enqueued_at, sessions.c.summary_retry_at, now, stale_ms),
@@ -182,6 +188,43 @@ def ids_match(
     if sqlite:
         return column.in_(list(ids))
     return column == sa.any_(_array("ids", ids, sa.Text))
+
+
+def renew_answers(
+    keys: Sequence[tuple[str, int]], now: Millis, *, sqlite: bool
+) -> sa.UpdateBase:
+    """The leases of these answers' jobs, renewed to ``now``: those still pending with
+    no retry waiting. On PostgreSQL rows another transaction is writing (a grade
+    being stored) are skipped rather than waited for, so that a renewal never waits
+    on, or deadlocks with, the writes of grading (SQLite has one writer anyway)."""
+    held = (
+        sa.select(answers.c.id)
+        .where(
+            keys_match(keys, sqlite=sqlite),
+            answers.c.evaluation_status == EvaluationStatus.PENDING.value,
+            retry_not_waiting(answers.c.retry_at, now),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return answers.update().where(answers.c.id.in_(held)).values(enqueued_at=now)
+
+
+def renew_summaries(
+    session_ids: Sequence[str], now: Millis, *, sqlite: bool
+) -> sa.UpdateBase:
+    """The leases of these attempts' summary jobs, as :func:`renew_answers`."""
+    held = (
+        sa.select(sessions.c.id)
+        .where(
+            ids_match(sessions.c.id, session_ids, sqlite=sqlite),
+            sessions.c.summary.is_(None),
+            retry_not_waiting(sessions.c.summary_retry_at, now),
+        )
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        sessions.update().where(sessions.c.id.in_(held)).values(summary_enqueued_at=now)
+    )
 
 
 def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:

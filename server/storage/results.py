@@ -10,8 +10,9 @@ state it was decided from, so that jobs may run twice, late or together:
   summary and no pending answer: written exactly once, even when the last two grades
   finish together (PRODUCT.md 6.7);
 * jobs are found again from the database: a pending answer whose job was never
-  enqueued, went stale or is due for a retry (PRODUCT.md 6.5), and likewise a
-  summary.
+  enqueued, was given back, whose lease (``enqueued_at``: set when the job is sent,
+  renewed by the process grading it) ran out, or that is due for a retry
+  (PRODUCT.md 6.5), and likewise a summary.
 
 An override and a summary both begin by writing the session row, so on PostgreSQL
 they take its lock in turn and the totals always include the latest override.
@@ -95,6 +96,8 @@ SCORE_OVERRIDDEN = AuditKind.SCORE_OVERRIDDEN
 REEVALUATED = AuditKind.REEVALUATED
 PENDING = EvaluationStatus.PENDING.value
 # The audit kinds written here.
+RENEW_CHUNK = 500
+"""Keys per renewing statement (SQLite binds at most 32,766 parameters)."""
 
 
 JobKey = tuple[SessionId, int]
@@ -127,9 +130,10 @@ class ResultsStore:
 
     @translated
     async def due_answers(
-        self, now: Millis, *, stale_ms: int, limit: int = 500
+        self, now: Millis, *, stale_ms: int | None, limit: int = 500
     ) -> list[tuple[SessionId, int]]:
-        """Pending answers without a live job: never enqueued, stale, or retry due."""
+        """Pending answers without a live job: never enqueued, given back, their
+        lease older than ``stale_ms`` (``None``: none counts as old), or retry due."""
         query = (
             sa.select(answers.c.session_id, answers.c.question_index)
             .where(sql.answer_due(now, stale_ms))
@@ -141,7 +145,7 @@ class ResultsStore:
 
     @translated
     async def claim_jobs(
-        self, keys: Sequence[JobKey], now: Millis, *, stale_ms: int
+        self, keys: Sequence[JobKey], now: Millis, *, stale_ms: int | None
     ) -> list[JobKey]:
         """Claim these answers' jobs in one statement; the ones claimed (the rest
         are finished or have a live job)."""
@@ -181,7 +185,7 @@ class ResultsStore:
 
     @translated
     async def due_summaries(
-        self, now: Millis, *, stale_ms: int, limit: int = 100
+        self, now: Millis, *, stale_ms: int | None, limit: int = 100
     ) -> list[SessionId]:
         """Attempts ready to summarise whose summary job is missing, stale or due."""
         query = (
@@ -210,7 +214,7 @@ class ResultsStore:
 
     @translated
     async def claim_summary(
-        self, session_id: SessionId, now: Millis, *, stale_ms: int
+        self, session_id: SessionId, now: Millis, *, stale_ms: int | None
     ) -> bool:
         """Whether the caller now owns summarising (of two grades finishing together,
         one claims it): the attempt is ready and no other summary job is live."""
@@ -223,12 +227,36 @@ class ResultsStore:
         async with self.database.transaction() as connection:
             return await connection.fetch_one(statement) is not None
 
+    @translated
+    async def renew(
+        self, keys: Sequence[JobKey], summaries: Sequence[SessionId], now: Millis
+    ) -> None:
+        """Renew the leases of jobs being graded to ``now``, answers' and summaries',
+        in one transaction (a finished job, or one waiting for a retry, is left)."""
+        if not keys and not summaries:
+            return
+        keys, summaries = list(dict.fromkeys(keys)), list(dict.fromkeys(summaries))
+        async with self.database.transaction() as connection:
+            for start in range(0, len(keys), RENEW_CHUNK):
+                chunk = keys[start : start + RENEW_CHUNK]
+                await connection.execute(
+                    sql.renew_answers(chunk, now, sqlite=self._sqlite)
+                )
+            for start in range(0, len(summaries), RENEW_CHUNK):
+                ids = summaries[start : start + RENEW_CHUNK]
+                await connection.execute(
+                    sql.renew_summaries(ids, now, sqlite=self._sqlite)
+                )
+
     # -- grading answers --------------------------------------------------------------
 
     @translated
-    async def grading_jobs(self, keys: Sequence[JobKey]) -> list[GradingJob]:
-        """The jobs of these answers that are still pending, in one query (a
-        finished job run again finds nothing to do)."""
+    async def grading_jobs(
+        self, keys: Sequence[JobKey], now: Millis
+    ) -> list[GradingJob]:
+        """The jobs of these answers that are still pending and not waiting for a
+        retry, in one query (a finished job run again, or a copy of one whose try
+        failed, finds nothing to do)."""
         if not keys:
             return []
         query = (
@@ -239,12 +267,14 @@ class ResultsStore:
                 answers.c.time_expired,
                 answers.c.evaluation_status,
                 answers.c.grading_attempts,
+                answers.c.enqueued_at,
                 sessions.c.interview_id,
             )
             .select_from(answers.join(sessions, sessions.c.id == answers.c.session_id))
             .where(
                 sql.keys_match(keys, sqlite=self._sqlite),
                 answers.c.evaluation_status == PENDING,
+                sql.retry_not_waiting(answers.c.retry_at, now),
             )
         )
         jobs = []
@@ -261,6 +291,7 @@ class ResultsStore:
                     time_expired=bool(row["time_expired"]),
                     status=row["evaluation_status"],
                     attempts=row["grading_attempts"],
+                    enqueued_at=row["enqueued_at"],
                 )
             )
         return jobs
@@ -325,6 +356,7 @@ class ResultsStore:
             status=row["status"],
             has_summary=row["summary"] is not None,
             attempts=row["summary_attempts"],
+            enqueued_at=row["summary_enqueued_at"],
             results=tuple(
                 question_result(r, questions[r["question_index"]]) for r in rows
             ),

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
+import sqlalchemy as sa
 
 from evaluators.errors import ModelUnavailable, SandboxUnavailable
 from protocol.attempt import Status, change_between, submit
@@ -13,11 +14,11 @@ from protocol.audit import AuditKind
 from protocol.definition import InterviewDefinition
 from protocol.ids import Millis, SessionId, UserId
 from server.errors import ServerError, Unavailable
+from server.grading.lease import LEASE_MS
 from server.grading.service import (
     MAX_ATTEMPTS,
     MAX_SUMMARY_ATTEMPTS,
     RETRY_CAP_MS,
-    STALE_MS,
 )
 from server.storage.attempts import DatabaseStorage, InterviewRecord
 from server.storage.results import (
@@ -27,6 +28,7 @@ from server.storage.results import (
     JobKey,
     Outcome,
 )
+from server.storage.tables import answers
 from tests.e2e._client import UNIT_S
 from tests.integration._grading import GOOD_ANSWERS, Harness, failing
 
@@ -229,13 +231,13 @@ async def test_an_answer_committed_late_claims_its_job_as_of_the_commit(
     attempt = await harness.start()
     harness.clock.now += 1_000
     after = submit(attempt, 0, "b", harness.clock()).attempt
-    late = harness.clock() + STALE_MS + 60_000  # e.g. expired, settled much later
+    late = harness.clock() + LEASE_MS + 60_000  # e.g. expired, settled much later
     change = change_between(attempt, after)
     await harness.storage.commit(change, fence=None, audit=[], now=late)
 
     harness.clock.now = late + 1
     assert await harness.service.requeue_pending() == 0  # claimed, not stale
-    harness.clock.now = late + STALE_MS + 1
+    harness.clock.now = late + LEASE_MS + 1
     assert await harness.service.requeue_pending() == 1
     await harness.settle()
     assert (await harness.detail(attempt.session_id)).answers[0].score == 2
@@ -344,7 +346,7 @@ async def test_two_summaries_stored_together_are_written_once(harness: Harness) 
         await harness.settle()
         assert await harness.results.reevaluate(session_id, by="test", now=1)
         jobs = await harness.results.grading_jobs(
-            [(session_id, index) for index in range(3)]
+            [(session_id, index) for index in range(3)], harness.clock()
         )
         assert len(jobs) == 3
         grades = [await harness.grader.grade(job.question, job.answer) for job in jobs]
@@ -371,7 +373,7 @@ async def test_an_answer_whose_job_was_never_sent_is_sent_once_stale(
     assert (await harness.detail(session_id)).session.status == Status.COMPLETED
     assert await harness.service.requeue_pending() == 0  # claimed: maybe running
 
-    harness.clock.now += STALE_MS + 1
+    harness.clock.now += LEASE_MS + 1
     # The three answers (and, if they were graded meanwhile, the summary).
     assert await harness.service.requeue_pending() in (3, 4)
     await harness.settle()
@@ -404,13 +406,13 @@ async def test_a_job_is_enqueued_again_only_once_it_went_stale(
     await harness.answer(attempt, "b", enqueue=False)  # claimed by its write...
     now = harness.clock()
     claimed = await harness.results.claim_jobs(
-        [(attempt.session_id, 0)], now, stale_ms=STALE_MS
+        [(attempt.session_id, 0)], now, stale_ms=LEASE_MS
     )
     assert claimed == []  # ...so nobody else claims it; then the job was lost
 
-    harness.clock.now = now + STALE_MS
+    harness.clock.now = now + LEASE_MS
     assert await harness.service.requeue_pending() == 0
-    harness.clock.now = now + STALE_MS + 1
+    harness.clock.now = now + LEASE_MS + 1
     assert await harness.service.requeue_pending() == 1
     await harness.settle()
     assert (await harness.detail(attempt.session_id)).answers[0].score == 2
@@ -502,3 +504,130 @@ async def test_requeue_after_a_reevaluation_finds_every_answer_when_enqueueing_f
     assert await harness.service.requeue_pending() == 3
     await harness.settle()
     assert (await harness.detail(session_id)).session.status == Status.EVALUATED
+
+
+# -- leases (server/grading/lease.py) -------------------------------------------------
+
+
+async def lease_of(harness: Harness, key: JobKey) -> Millis | None:
+    query = sa.select(answers.c.enqueued_at).where(
+        answers.c.session_id == key[0], answers.c.question_index == key[1]
+    )
+    lease: Millis | None = await harness.storage.database.fetch_val(query)
+    return lease
+
+
+async def answered(harness: Harness, text: str = "b") -> JobKey:
+    """An answer committed whose job was claimed and never sent (enqueue=False)."""
+    attempt = await harness.start()
+    await harness.answer(attempt, text, enqueue=False)
+    return (attempt.session_id, 0)
+
+
+async def test_a_job_being_graded_keeps_its_lease_and_is_not_sent_again(
+    harness: Harness,
+) -> None:
+    slow = await answered(harness)
+    harness.grader.meet(2)  # the first grade waits for a second one
+    grading = asyncio.create_task(harness.service.grade_answers([slow]))
+    async with asyncio.timeout(UNIT_S):
+        await harness.grader.arrived(1)
+
+    for _ in range(3):  # three leases long, renewed every third of one
+        harness.clock.now += harness.service.leases.renew_every_ms
+        assert await harness.service.leases.renew() == 1
+        assert await harness.service.requeue_pending() == 0
+    assert await lease_of(harness, slow) == harness.clock()
+
+    other = await answered(harness, "a")
+    await harness.service.grade_answers([other])  # the second grade: both finish
+    await grading
+    assert (await harness.detail(slow[0])).answers[0].score == 2
+    assert len(harness.grader.graded) == 2
+    assert harness.service.leases.answers == set()
+
+
+async def test_a_job_that_waited_for_a_worker_renews_its_lease_when_taken(
+    harness: Harness,
+) -> None:
+    waited = await answered(harness)
+    harness.clock.now += LEASE_MS - 1  # in the stream for almost a lease
+    harness.grader.meet(2)
+    grading = asyncio.create_task(harness.service.grade_answers([waited]))
+    async with asyncio.timeout(UNIT_S):
+        await harness.grader.arrived(1)
+    taken_at = harness.clock()
+
+    harness.clock.now += 2  # the lease of the claim ran out meanwhile
+    assert await harness.service.requeue_pending() == 0
+    assert await lease_of(harness, waited) == taken_at
+
+    other = await answered(harness, "a")
+    await harness.service.grade_answers([other])
+    await grading
+
+
+async def test_a_job_whose_lease_ran_out_waits_while_workers_have_messages_to_read(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lost = await answered(harness)  # its instance died before sending it
+    given_back = await answered(harness)
+    await harness.results.release_jobs([given_back])
+    harness.clock.now += LEASE_MS + 1
+    behind = True
+
+    async def caught_up() -> bool:
+        return not behind
+
+    monkeypatch.setattr(harness.queue, "caught_up", caught_up)
+    # A job still in the stream is not late: only the one given back goes.
+    assert await harness.service.requeue_pending() == 1
+    await harness.settle()
+    assert await lease_of(harness, lost) is not None  # still claimed, not sent
+
+    behind = False
+    assert await harness.service.requeue_pending() == 1
+    await harness.settle()
+    for session_id, _ in (lost, given_back):
+        assert (await harness.detail(session_id)).answers[0].score == 2
+
+
+async def test_a_copy_of_a_job_waiting_for_its_retry_changes_nothing(
+    harness: Harness,
+) -> None:
+    harness.grader.failures["mcq"] = failing(1, ModelUnavailable("429", model="m"))
+    key = await answered(harness)
+    await harness.service.grade_answers([key])  # fails: retried later
+    assert len(harness.grader.graded) == 1
+
+    await harness.service.grade_answers([key])  # a copy delivered meanwhile
+
+    answer = (await harness.detail(key[0])).answers[0]
+    assert (answer.evaluation_status, answer.grading_attempts) == ("pending", 1)
+    assert len(harness.grader.graded) == 1
+    harness.clock.now += RETRY_CAP_MS + 1
+    await harness.service.grade_answers([key])  # the retry, once due
+    assert (await harness.detail(key[0])).answers[0].score == 2
+
+
+async def test_renewing_moves_only_the_leases_of_jobs_still_to_do(
+    harness: Harness,
+) -> None:
+    done = await answered(harness)
+    await harness.service.grade_answers([done])
+    pending = await answered(harness)
+    summary = await harness.complete(enqueue=False)
+    await harness.service.grade_answers([(summary, i) for i in range(3)])
+    harness.grader.failures["mcq"] = failing(1, ModelUnavailable("429", model="m"))
+    waiting = await answered(harness)
+    await harness.service.grade_answers([waiting])  # a retry is waiting
+    before = {key: await lease_of(harness, key) for key in (waiting, done)}
+    harness.clock.now += 1_000  # the retry is not due yet
+
+    await harness.results.renew([waiting, done, pending], [summary], harness.clock())
+
+    assert await lease_of(harness, pending) == harness.clock()
+    assert {key: await lease_of(harness, key) for key in before} == before
+    # The summary was written (the attempt's last grade): its lease stays too.
+    assert (await harness.detail(summary)).session.status == Status.EVALUATED
+    assert await harness.results.due_summaries(harness.clock(), stale_ms=0) == []

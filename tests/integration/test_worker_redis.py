@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import math
 import os
+import shutil
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -19,12 +22,21 @@ from evaluators.grade import Grade
 from protocol.definition import InterviewDefinition, QuestionDef
 from protocol.ids import SessionId, UserId
 from server.__main__ import main
-from server.grading.queue import JOBS_PER_MESSAGE, GradingQueue, make_queue
-from server.grading.worker import install_worker, run_worker
+from server.cluster.bus import InProcessBus
+from server.grading.queue import (
+    IDLE_TIMEOUT_MS,
+    JOBS_PER_MESSAGE,
+    GradingQueue,
+    make_queue,
+)
+from server.grading.service import GradingService
+from server.grading.worker import install_worker, run_worker, wall_clock
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
-from tests.e2e._client import UNIT_S
-from tests.integration._grading import FakeGrader, Harness
+from server.storage.results import ResultsStore
+from tests.conftest import RedisServer, free_port
+from tests.e2e._client import TIME_FACTOR, UNIT_S
+from tests.integration._grading import FakeClock, FakeGrader, Harness
 
 pytestmark = pytest.mark.integration
 
@@ -78,8 +90,10 @@ async def sender(settings: Settings) -> AsyncIterator[GradingQueue]:
 
 
 @contextlib.asynccontextmanager
-async def worker(settings: Settings, grader: FakeGrader) -> AsyncIterator[None]:
-    queue = make_queue(settings, idle_timeout_ms=IDLE_MS)
+async def worker(
+    settings: Settings, grader: FakeGrader, *, idle_timeout_ms: int = IDLE_MS
+) -> AsyncIterator[None]:
+    queue = make_queue(settings, idle_timeout_ms=idle_timeout_ms)
     install_worker(queue, settings, grader=grader)
     stop = asyncio.Event()
     running = asyncio.create_task(
@@ -253,3 +267,128 @@ async def test_jobs_sent_together_share_a_message_and_are_all_graded(
             return await unacknowledged(settings) == 0
 
         await eventually(acknowledged)
+
+
+# -- leases and Redis failures (server/grading/lease.py, broker.py) -------------------
+
+LEASE_S = 1.0 * TIME_FACTOR
+"""A short lease, so that these tests outlast a few of them."""
+
+
+@pytest.fixture
+def leased(settings: Settings) -> Settings:
+    return dataclasses.replace(settings, grading_lease_s=LEASE_S)
+
+
+@pytest.fixture
+async def live(storage: DatabaseStorage, definition: InterviewDefinition) -> Harness:
+    """A harness on the wall clock, the clock of the worker processes' leases."""
+    interview = await storage.create_interview(
+        org="acme", created_by=UserId("rita"), definition=definition, now=1
+    )
+    return Harness(storage, interview, clock=FakeClock(wall_clock() - 10_000))
+
+
+def requeuer(harness: Harness, queue: GradingQueue) -> GradingService:
+    """What ``serve`` runs every 5 s, here on demand, with the short lease."""
+    results = ResultsStore(harness.storage.database)
+    lease_ms = round(LEASE_S * 1000)
+    return GradingService(
+        results, FakeGrader(), InProcessBus(), wall_clock, queue, lease_ms=lease_ms
+    )
+
+
+async def test_a_job_whose_worker_was_killed_is_sent_again_once_its_lease_ran_out(
+    leased: Settings, live: Harness, sender: GradingQueue
+) -> None:
+    attempt = await live.start()
+    await live.answer(attempt, "b", enqueue=False)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "DATABASE_URL": leased.database_url,
+        "REDIS_URL": leased.redis_url or "",
+        "REDIS_PREFIX": leased.redis_prefix,
+        "JWT_SECRET": str(leased.jwt_secret),
+        "GRADING_LEASE_S": str(LEASE_S),
+    }
+    command = [sys.executable, "-m", "tests.integration._stuck_worker"]
+    stuck = await asyncio.create_subprocess_exec(*command, cwd=ROOT, env=env)
+    try:
+        await sender.grade(attempt.session_id, 0)
+
+        async def taken() -> bool:
+            return await unacknowledged(leased) == 1
+
+        async with asyncio.timeout(3 * UNIT_S):  # the child imports everything first
+            while not await taken():
+                await asyncio.sleep(0.05)
+        service = requeuer(live, sender)
+        # While its worker lives, the job keeps its lease: never sent again.
+        deadline = time.monotonic() + 2 * LEASE_S
+        while time.monotonic() < deadline:
+            assert await service.requeue_pending() == 0
+            await asyncio.sleep(LEASE_S / 10)
+    finally:
+        stuck.kill()
+        await stuck.wait()
+    killed_at = time.monotonic()
+
+    # Redis would give the dead worker's message to another after 10 minutes; the
+    # lease runs out long before, and the re-enqueue sends the job again.
+    async with worker(leased, FakeGrader(), idle_timeout_ms=IDLE_TIMEOUT_MS):
+        async with asyncio.timeout(LEASE_S + UNIT_S):
+            while not await graded(live, attempt.session_id, 0):
+                await service.requeue_pending()
+                await asyncio.sleep(LEASE_S / 10)
+    assert time.monotonic() - killed_at < LEASE_S + UNIT_S
+    assert await unacknowledged(leased) == 1  # the dead worker's copy, left to Redis
+
+
+async def test_a_slow_job_keeps_its_lease_in_its_worker_and_runs_once(
+    leased: Settings, live: Harness, sender: GradingQueue
+) -> None:
+    attempt = await live.start()
+    await live.answer(attempt, "b", enqueue=False)
+    grader = GatedGrader()
+    service = requeuer(live, sender)
+
+    async with worker(leased, grader, idle_timeout_ms=IDLE_TIMEOUT_MS):
+        await sender.grade(attempt.session_id, 0)
+        async with asyncio.timeout(UNIT_S):
+            await grader.started.wait()
+        deadline = time.monotonic() + 3 * LEASE_S  # three leases, renewed meanwhile
+        while time.monotonic() < deadline:
+            assert await service.requeue_pending() == 0
+            await asyncio.sleep(LEASE_S / 10)
+        grader.release.set()
+        await eventually(lambda: graded(live, attempt.session_id, 0))
+
+    assert len(grader.graded) == 1
+
+
+async def test_a_worker_keeps_grading_after_redis_restarted_empty(
+    settings: Settings, harness: Harness
+) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server on PATH")
+    redis = RedisServer(free_port())
+    await asyncio.to_thread(redis.start)
+    private = dataclasses.replace(settings, redis_url=redis.url)
+    sending = make_queue(private)
+    await sending.broker.startup()
+    try:
+        first = await harness.start()
+        await harness.answer(first, "b", enqueue=False)
+        second = await harness.start()
+        await harness.answer(second, "b", enqueue=False)
+        async with worker(private, FakeGrader()):
+            await sending.grade(first.session_id, 0)
+            await eventually(lambda: graded(harness, first.session_id, 0))
+
+            await asyncio.to_thread(redis.stop)  # SIGKILL: the stream and group go
+            await asyncio.to_thread(redis.start)
+            await sending.grade(second.session_id, 0)  # sent at the first try
+            await eventually(lambda: graded(harness, second.session_id, 0))
+    finally:
+        await sending.broker.shutdown()
+        await asyncio.to_thread(redis.stop)
