@@ -34,6 +34,7 @@ from server.metrics import Metrics
 from server.services import Check, Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
+from server.storage.catalogue import Catalogue
 from server.storage.database import Database
 from server.storage.results import ResultsStore
 
@@ -86,6 +87,7 @@ def create_app(
         clock=clock,
         storage=storage,
         results=results,
+        catalogue=Catalogue(storage.database),
         lock=lock,
         bus=bus,
         grading=grading.service,

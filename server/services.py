@@ -19,6 +19,7 @@ from server.descriptors import DescriptorGuard
 from server.metrics import Metrics
 from server.settings import Settings
 from server.storage.attempts import Storage
+from server.storage.catalogue import Catalogue
 from server.storage.results import ResultsStore
 
 Clock = Callable[[], Millis]
@@ -84,6 +85,8 @@ class Services:
     clock: Clock
     storage: Storage
     results: ResultsStore
+    catalogue: Catalogue
+    """The recruiters' lists and their changes (archive, revoke)."""
     lock: SessionLock
     bus: EventBus
     grading: GradingPort

@@ -136,9 +136,9 @@ sessions = sa.Table(
         sqlite_where=COMPLETED,
         postgresql_where=COMPLETED,
     ),
-    # Migration 0008: the recruiters' list pages in these orders (storage/catalogue.py).
+    # Migration 0008: the recruiters' list pages in this order by default
+    # (server/storage/catalogue.py).
     sa.Index("ix_sessions_interview_started", "interview_id", "started_at", "id"),
-    sa.Index("ix_sessions_interview_score", "interview_id", "final_score", "id"),
     sa.Index(
         "ux_sessions_in_progress",
         "candidate_id",

@@ -4,8 +4,8 @@ indexes its lists page through.
 ``interviews.archived_at``: an archived interview refuses new attempts and is still
 listed and shown with its results. ``invitations.revoked_at`` and ``revoked_by``: a
 revoked invitation refuses new attempts; inviting the candidate again restores it.
-The sessions list pages by ``(interview_id, <sort key>, id)``; the interviews list
-by ``(org, created_at, id)``.
+The sessions list pages by ``(interview_id, started_at, id)`` by default, the
+interviews list by ``(org, created_at, id)``: an index for each.
 
 Revision ID: 0008_recruiter_api
 Revises: 0005
@@ -35,13 +35,9 @@ def upgrade() -> None:
         "sessions",
         ["interview_id", "started_at", "id"],
     )
-    op.create_index(
-        "ix_sessions_interview_score", "sessions", ["interview_id", "final_score", "id"]
-    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_sessions_interview_score", "sessions")
     op.drop_index("ix_sessions_interview_started", "sessions")
     op.drop_index("ix_interviews_org_created", "interviews")
     with op.batch_alter_table("invitations") as table:
