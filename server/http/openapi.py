@@ -8,8 +8,8 @@ pydantic (JSON Schema 2020-12, which OpenAPI 3.1 uses as is). So a route cannot 
 served without being described, nor described differently from what it parses and
 answers.
 
-The error replies follow from the operation: 401 and 403 for a token, 404 for ids
-in the path, 400, 413 and 422 for a body, 422 for a query; each has the one error
+The error replies follow from the operation: 401, 403 and 503 (storage
+unavailable) where a token is needed, 404 for ids in the path, 400, 413 and 422 for a body, 422 for a query; each has the one error
 body (``{"error", "message", ...}``) of :mod:`server.http.errors`.
 """
 
@@ -121,6 +121,7 @@ def _implied(operation: Operation) -> Iterable[Reply]:
     if operation.access is not Access.PUBLIC:
         yield Reply(401, "No token, or not a valid one", ErrorBody)
         yield Reply(403, f"Only a {operation.access.value} may call this", ErrorBody)
+        yield Reply(503, "The database is unavailable: retry later", ErrorBody)
     if operation.path_parameters:
         scoped = (
             " or of another organisation" if operation.access is Access.STAFF else ""
