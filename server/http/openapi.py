@@ -9,8 +9,9 @@ served without being described, nor described differently from what it parses an
 answers.
 
 The error replies follow from the operation: 401, 403 and 503 (storage
-unavailable) where a token is needed, 404 for ids in the path, 400, 413 and 422 for a body, 422 for a query; each has the one error
-body (``{"error", "message", ...}``) of :mod:`server.http.errors`.
+unavailable) where a token is needed, 404 for ids in the path, 400, 413 and 422 for
+a body, 422 for a query; each has the one error body (``{"error", "message", ...}``)
+of :mod:`server.http.errors`.
 """
 
 from __future__ import annotations
