@@ -142,3 +142,9 @@ def test_an_interview_worth_no_points_has_no_percentages() -> None:
     assert stats.questions[0].facility is None
     assert stats.mean_percentage is None
     assert stats.histogram[0].count == 1
+
+
+def test_a_later_attempt_after_the_first_is_left_out_of_the_first_sample() -> None:
+    first, later = AttemptScores("ada", 1, (1.0, 1.0)), AttemptScores("ada", 3, (0, 0))
+
+    assert sampled([first, later], Sample.FIRST) == [first]
