@@ -55,7 +55,8 @@ def test_anything_but_a_cursor_of_this_list_is_refused(cursor: str) -> None:
 
 
 def test_the_page_after_a_row_is_strictly_after_it_in_either_order() -> None:
-    key, row_id = sa.column("key"), sa.column("id")
+    key: sa.ColumnClause[object] = sa.column("key")
+    row_id: sa.ColumnClause[str] = sa.column("id")
 
     ascending = _cursor.after(key, row_id, Order.ASC, (5, "m"))
     descending = _cursor.after(key, row_id, Order.DESC, (5, "m"))
