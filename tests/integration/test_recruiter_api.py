@@ -509,3 +509,26 @@ async def test_another_organisations_interview_is_404_on_the_new_routes(
 
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+async def test_an_attempt_with_an_unscored_answer_waits_outside_the_statistics(
+    client: httpx.AsyncClient, harness: Harness
+) -> None:
+    scored = await attempt(harness, "ada", "Ada", GOOD_ANSWERS)
+    unscored = await attempt(harness, "bo", "Bo", GOOD_ANSWERS)
+    await harness.settle()
+    await harness.storage.database.execute(
+        "UPDATE answers SET evaluation_status = 'needs_review', score = NULL "
+        f"WHERE session_id = '{unscored}' AND question_index = 2"
+    )
+    path = f"/api/interviews/{harness.interview.id}/statistics"
+
+    waiting = await get(client, path)
+    await harness.service.override(
+        harness.interview.id, unscored, 2, score=4.0, note="", by="recruiter:rita"
+    )
+    counted = await get(client, path)
+
+    assert (waiting["count"], waiting["mean_score"]) == (1, 9.5)
+    assert (counted["count"], counted["mean_score"]) == (2, (9.5 + 8.5) / 2)
+    assert scored != unscored
