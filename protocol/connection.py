@@ -305,7 +305,10 @@ class CandidateProtocol:
                 assert outcome.answer is not None
                 replies.append(self._ack(frame, outcome.answer, outcome.verdict))
                 if outcome.verdict is Verdict.ACCEPTED:
-                    data = {"question_index": frame.question_index}
+                    data = {
+                        "question_index": frame.question_index,
+                        "time_taken_ms": outcome.answer.time_taken_ms,
+                    }
                     audit.append(self._entry(AuditKind.ANSWER_ACCEPTED, now, data))
             case Verdict.TOO_LATE:
                 audit.append(self._late_answer(frame, now))

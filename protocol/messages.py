@@ -9,7 +9,7 @@ may add optional ones. JSON is turned into typed objects here and nowhere else.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -27,6 +27,7 @@ from pydantic_core import from_json
 from protocol.errors import ErrorCode, InvalidMessage
 
 PROTOCOL_VERSION = 1
+F = TypeVar("F")
 
 
 class Frame(BaseModel):
@@ -120,6 +121,32 @@ _client_frame: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
+# -- client -> server on the monitor socket (PROTOCOL.md section 2) ------------------
+
+
+class Subscribe(Frame):
+    """Watch ``interview_id``: a ``snapshot``, then every ``event`` in cursor order;
+    with ``since`` (the last cursor seen), the events after it first."""
+
+    type: Literal["subscribe"] = "subscribe"
+    interview_id: StrictStr
+    since: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+class Unsubscribe(Frame):
+    """Stop the events of ``interview_id``."""
+
+    type: Literal["unsubscribe"] = "unsubscribe"
+    interview_id: StrictStr
+
+
+MonitorClientFrame = Annotated[
+    Auth | Subscribe | Unsubscribe | Ping, Field(discriminator="type")
+]
+MONITOR_FRAME_TYPES = ("auth", "subscribe", "unsubscribe", "ping")
+_monitor_frame: TypeAdapter[MonitorClientFrame] = TypeAdapter(MonitorClientFrame)
+
+
 def parse_client_message(text: str) -> ClientFrame:
     """Turn one text frame into a typed client frame.
 
@@ -129,6 +156,16 @@ def parse_client_message(text: str) -> ClientFrame:
             missing or mistyped field; ``ref`` is kept when the frame had a usable
             one.
     """
+    return _parse(text, _client_frame, CLIENT_FRAME_TYPES)
+
+
+def parse_monitor_message(text: str) -> MonitorClientFrame:
+    """Turn one text frame of the monitor socket into a typed frame; raises
+    :class:`InvalidMessage` as :func:`parse_client_message` does."""
+    return _parse(text, _monitor_frame, MONITOR_FRAME_TYPES)
+
+
+def _parse(text: str, adapter: TypeAdapter[F], types: tuple[str, ...]) -> F:
     # pydantic's parser, not json.loads: it refuses lone surrogates ("\ud800"), which
     # no database driver can encode, and stops at 200 levels of nesting with an error
     # where json.loads raises RecursionError.
@@ -143,13 +180,11 @@ def parse_client_message(text: str) -> ClientFrame:
     if _NUL.search(text):  # PostgreSQL text cannot hold NUL
         raise InvalidMessage("expected JSON without NUL characters (\\u0000)", ref=ref)
     kind = data.get("type")
-    if kind not in CLIENT_FRAME_TYPES:
+    if kind not in types:
         got = "no type" if kind is None else f"type {str(kind)[:40]!r}"
-        raise InvalidMessage(
-            f"expected one of {', '.join(CLIENT_FRAME_TYPES)}, got {got}", ref=ref
-        )
+        raise InvalidMessage(f"expected one of {', '.join(types)}, got {got}", ref=ref)
     try:
-        return _client_frame.validate_python(data)
+        return adapter.validate_python(data)
     except ValidationError as exc:
         raise InvalidMessage(_describe(exc), ref=ref) from exc
 
@@ -293,6 +328,178 @@ class Error(Frame):
     closed when it was archived."""
 
 
+# -- server -> client on the monitor socket -------------------------------------------
+
+
+class CandidateOut(Frame):
+    id: str
+    name: str
+
+
+class MonitorSession(Frame):
+    """One attempt of the interview as the server sees it when the snapshot is sent:
+    ``remaining_ms`` of the current question (``null`` unless in progress) and
+    ``connected`` (a live connection holds the attempt) are computed then."""
+
+    session_id: str
+    candidate: CandidateOut
+    status: Literal["in_progress", "completed", "evaluated", "abandoned"]
+    question_index: int
+    question_count: int
+    connected: bool
+    remaining_ms: int | None
+    score: float | None
+    max_score: float
+    recommendation: Literal["strong_hire", "hire", "maybe", "no_hire"] | None
+    flags: list[str]
+    """Integrity flags: the signal kinds recorded (``focus_lost``, ``paste`` …),
+    ``late_answer``, ``taken_over``; sorted, each once."""
+
+
+class Snapshot(Frame):
+    """The interview's attempts now. ``cursor`` is where the events that follow
+    begin: every ``event`` after it has a greater cursor, with none missing. When
+    ``recovered`` it is the ``since`` of the subscription and the events after it
+    are replayed first; otherwise it is the newest cursor."""
+
+    type: Literal["snapshot"] = "snapshot"
+    interview_id: str
+    cursor: int
+    recovered: bool
+    sessions: list[MonitorSession]
+
+
+EventKindName = Literal[
+    "started",
+    "connected",
+    "disconnected",
+    "question_started",
+    "answer_submitted",
+    "time_expired",
+    "signal",
+    "taken_over",
+    "abandoned",
+    "completed",
+    "answer_evaluated",
+    "evaluated",
+    "score_overridden",
+    "accommodation_changed",
+]
+
+
+class EventOut(Frame):
+    """News of one attempt; ``data`` per kind is in ``monitor_event_data`` of the
+    published schema."""
+
+    type: Literal["event"] = "event"
+    interview_id: str
+    cursor: int
+    session_id: str
+    kind: EventKindName
+    at: int
+    data: dict[str, Any]
+
+
+MonitorServerFrame = Annotated[
+    Hello | Snapshot | EventOut | Pong | Error, Field(discriminator="type")
+]
+
+
+# The ``data`` of each event kind (documentation and tests; the server sends dicts).
+
+
+class StartedData(Frame):
+    attempt: int
+
+
+class ConnectedData(Frame):
+    lease: bool = False
+    """A client re-attached with its lease (PROTOCOL.md 1, ``resume``)."""
+
+
+class DisconnectedData(Frame):
+    close_code: int | None
+
+
+class QuestionStartedData(Frame):
+    question_index: int
+    question_count: int
+    deadline: int
+    time_limit_s: int
+
+
+class AnswerSubmittedData(Frame):
+    question_index: int
+    time_taken_ms: int
+
+
+class TimeExpiredData(Frame):
+    question_index: int
+    had_draft: bool
+
+
+class SignalData(Frame):
+    kind: SignalKind
+    detail: str | None
+
+
+class NoData(Frame):
+    pass
+
+
+class AbandonedData(Frame):
+    next: int
+    """The number of the attempt that replaced it."""
+
+
+class AnswerEvaluatedData(Frame):
+    question_index: int
+    status: Literal["evaluated", "needs_review"]
+    score: float | None = None
+    max_score: float | None = None
+    provisional: bool = False
+    reason: str | None = None
+
+
+class EvaluatedData(Frame):
+    final_score: float
+    max_score: float
+    percentage: float
+    recommendation: Literal["strong_hire", "hire", "maybe", "no_hire"]
+
+
+class ScoreOverriddenData(Frame):
+    question_index: int
+    score: float
+    previous: float | None
+    by: str
+
+
+class AccommodationChangedData(Frame):
+    """Extra time, attempts or availability changed for the attempt's candidate."""
+
+    candidate_id: str
+    changes: dict[str, Any]
+
+
+EVENT_DATA: dict[str, type[Frame]] = {
+    "started": StartedData,
+    "connected": ConnectedData,
+    "disconnected": DisconnectedData,
+    "question_started": QuestionStartedData,
+    "answer_submitted": AnswerSubmittedData,
+    "time_expired": TimeExpiredData,
+    "signal": SignalData,
+    "taken_over": NoData,
+    "abandoned": AbandonedData,
+    "completed": NoData,
+    "answer_evaluated": AnswerEvaluatedData,
+    "evaluated": EvaluatedData,
+    "score_overridden": ScoreOverriddenData,
+    "accommodation_changed": AccommodationChangedData,
+}
+
+
 ServerFrame = Annotated[
     Hello
     | State
@@ -352,21 +559,31 @@ def frame_schemas() -> dict[str, Any]:
     ``$defs``, so ``#/client_to_server`` and ``#/server_to_client`` resolve where
     any standard validator loads the whole document.
     """
-    schemas, shared = TypeAdapter.json_schemas(
-        [
-            ("client", "validation", TypeAdapter(ClientFrame)),
-            ("server", "serialization", TypeAdapter(ServerFrame)),
-        ]
-    )
-    client = schemas[("client", "validation")]
-    server = schemas[("server", "serialization")]
+    adapters: list[tuple[str, Any, TypeAdapter[Any]]] = [
+        ("client", "validation", TypeAdapter(ClientFrame)),
+        ("server", "serialization", TypeAdapter(ServerFrame)),
+        ("monitor_client", "validation", TypeAdapter(MonitorClientFrame)),
+        ("monitor_server", "serialization", TypeAdapter(MonitorServerFrame)),
+    ]
+    adapters += [
+        (f"event:{kind}", "serialization", TypeAdapter(model))
+        for kind, model in EVENT_DATA.items()
+    ]
+    schemas, shared = TypeAdapter.json_schemas(adapters)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "Interview server wire protocol v1",
         "description": "Every frame is one JSON object with a `type`. See PROTOCOL.md.",
         "protocol": PROTOCOL_VERSION,
-        "client_to_server": _union(client),
-        "server_to_client": _union(server),
+        "client_to_server": _union(schemas[("client", "validation")]),
+        "server_to_client": _union(schemas[("server", "serialization")]),
+        "monitor_client_to_server": _union(schemas[("monitor_client", "validation")]),
+        "monitor_server_to_client": _union(
+            schemas[("monitor_server", "serialization")]
+        ),
+        "monitor_event_data": {
+            kind: schemas[(f"event:{kind}", "serialization")] for kind in EVENT_DATA
+        },
         "$defs": shared["$defs"],
     }
 

@@ -2,8 +2,9 @@
 
 ``create_app`` puts every dependency into one :class:`Services`, in
 ``app.state.services``, which HTTP routes and candidate sockets read alike. The lifespan
-connects storage, starts the broker and the sweeper, and stops them (and the shared
-tick scheduler) in reverse order. Tests pass their own storage, lock, bus or clock.
+connects storage, starts the broker, the sweeper and the webhook dispatcher, and stops
+them (and the shared tick scheduler) in reverse order. Tests pass their own storage,
+lock, bus or clock.
 """
 
 from __future__ import annotations
@@ -24,19 +25,24 @@ from protocol.ids import Millis
 from server.candidate.connection import candidate_endpoint
 from server.candidate.scheduler import Scheduler
 from server.candidate.sweeper import Sweeper
-from server.cluster.bus import EventBus, InProcessBus, RedisBus
+from server.cluster.bus import EventAnnouncer, EventBus, InProcessBus, RedisBus
 from server.cluster.client import RedisClient
 from server.cluster.lock import InProcessLock, RedisLock, SessionLock
 from server.descriptors import DescriptorGuard
 from server.grading.worker import Grading
 from server.http import exception_handlers, middleware, routes
 from server.metrics import Metrics
+from server.monitor.connection import monitor_endpoint
 from server.services import Check, Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
 from server.storage.catalogue import Catalogue
 from server.storage.database import Database
+from server.storage.events import EventLog
 from server.storage.results import ResultsStore
+from server.storage.webhooks import WebhookStore
+from server.webhooks.dispatcher import Dispatcher
+from server.webhooks.sender import Sender
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +80,9 @@ def create_app(
     )
     lock = lock or (RedisLock(redis) if redis else InProcessLock())
     bus = bus or (RedisBus(redis) if redis else InProcessBus())
+    # Every committed write's interview events reach the monitors (server/monitor/).
+    announcer = EventAnnouncer(bus)
+    storage.database.on_events = announcer
     # Grading (issue 4): in this process, or by workers when REDIS_URL is set.
     results = ResultsStore(storage.database)  # the same handle
     grading = Grading(settings, results, bus, clock, grader=grader)
@@ -81,6 +90,19 @@ def create_app(
     if redis is not None:
         readiness["redis"] = redis.ping
     scheduler = Scheduler(clock)
+    # Webhooks (issue 11): the outbox is in the database; every instance dispatches.
+    webhooks = WebhookStore(storage.database)
+    dispatcher = Dispatcher(
+        webhooks,
+        Sender(
+            timeout_s=settings.webhook_timeout_s,
+            allow_private=settings.webhook_allow_private,
+            concurrency=settings.webhook_concurrency,
+        ),
+        clock,
+        concurrency=settings.webhook_concurrency,
+        poll_ms=settings.webhook_poll_ms,
+    )
     # Built here, not in the lifespan: routes may be asked before it has finished.
     services = Services(
         settings=settings,
@@ -95,6 +117,9 @@ def create_app(
         metrics=Metrics(),
         readiness=readiness,
         descriptors=DescriptorGuard(settings.reserved_fds),
+        events=EventLog(storage.database),
+        webhooks=webhooks,
+        wake_webhooks=dispatcher.wake,
     )
 
     @contextlib.asynccontextmanager
@@ -112,28 +137,60 @@ def create_app(
             recorded=grading.service.answers_recorded,
         )
         sweeping = asyncio.create_task(sweeper.run(), name="sweeper")
+        pruning = asyncio.create_task(
+            _prune_forever(services.events, settings, clock), name="prune-events"
+        )
+        dispatching = asyncio.create_task(dispatcher.run(), name="webhooks")
         logger.info("serving; database %s", _redacted(settings.database_url))
         try:
             yield
         finally:
-            for task in (sweeping, requeuing):
+            for task in (dispatching, sweeping, requeuing, pruning):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             scheduler.close()
             await grading.stop()
+            await announcer.drain()
             if redis is not None:
                 await redis.close()
             await storage.disconnect()
 
     app = Starlette(
-        routes=[*routes(), WebSocketRoute("/ws/candidate", candidate_endpoint)],
+        routes=[
+            *routes(),
+            WebSocketRoute("/ws/candidate", candidate_endpoint),
+            WebSocketRoute("/ws/monitor", monitor_endpoint),
+        ],
         middleware=middleware,
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
     app.state.services = services
     return app
+
+
+PRUNE_INTERVAL_S = 60.0
+
+
+async def _prune_forever(
+    events: EventLog | None, settings: Settings, clock: Callable[[], Millis]
+) -> None:
+    """Event log retention (EVENT_RETENTION_COUNT, EVENT_RETENTION_S); every
+    instance may run it, the deletes are idempotent."""
+    while events is not None:
+        await asyncio.sleep(PRUNE_INTERVAL_S)
+        try:
+            removed = await events.prune(
+                clock(),
+                max_age_ms=settings.event_retention_s * 1000,
+                max_count=settings.event_retention_count,
+            )
+        except Exception as exc:
+            logger.warning("event log retention failed, will retry: %r", exc)
+        else:
+            if removed:
+                logger.info("event log retention removed %d events", removed)
 
 
 def _redacted(url: str) -> str:

@@ -8,6 +8,7 @@ Exceptions::
     ├── Conflict           a guarded write found the attempt changed: reload, decide
     ├── AlreadyInProgress  the candidate already has an attempt in progress
     ├── QuotaExceeded      an organisation would store more than its quota allows
+    ├── AddressRefused     a webhook URL that the server may not call (SSRF)
     ├── NotFound           no such thing
     │   └── UnknownAnswer            server.storage.results: no such attempt or answer
     ├── AuthError          server.auth: a missing or invalid token
@@ -21,6 +22,7 @@ HTTP in :mod:`server.http.errors`, socket frames by :func:`frame_message`.
 from __future__ import annotations
 
 __all__ = [
+    "AddressRefused",
     "AlreadyInProgress",
     "Conflict",
     "NotFound",
@@ -58,6 +60,11 @@ class QuotaExceeded(ServerError):
     def __init__(self, message: str, *, limit: str) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class AddressRefused(ServerError):
+    """A webhook URL the server may not call: its host does not resolve, or resolves
+    to an address that is not public (server.webhooks.resolver)."""
 
 
 class NotFound(ServerError):

@@ -20,7 +20,9 @@ from server.metrics import Metrics
 from server.settings import Settings
 from server.storage.attempts import Storage
 from server.storage.catalogue import Catalogue
+from server.storage.events import EventLog
 from server.storage.results import ResultsStore
+from server.storage.webhooks import WebhookStore
 
 Clock = Callable[[], Millis]
 """The server clock: Unix epoch milliseconds."""
@@ -96,3 +98,10 @@ class Services:
     """What ``/readyz`` checks besides the database, by name (broker, redis)."""
     descriptors: DescriptorGuard = field(default_factory=lambda: DescriptorGuard(0))
     """Whether a new candidate socket leaves the descriptors' reserve."""
+    events: EventLog | None = None
+    """The interview event log the monitor socket reads (create_app sets it)."""
+    webhooks: WebhookStore | None = None
+    """Webhook endpoints and their deliveries (``None``: not wired, as in tests of
+    other routes; the webhook routes then answer 500)."""
+    wake_webhooks: Callable[[], None] = field(default=lambda: None)
+    """Tell this process's dispatcher that a delivery is due now (a redelivery)."""

@@ -51,10 +51,10 @@ from protocol.ids import InterviewId, Millis, SessionId, UserId
 from protocol.messages import User
 from server.auth import AuthError, TokenRules, verify_token
 from server.candidate.lobby import Lobby
-from server.candidate.outbox import Outbox
 from server.cluster.bus import Subscription
 from server.cluster.lock import Acquired
 from server.errors import Conflict, ServerError, frame_message
+from server.outbox import Outbox
 from server.services import Services
 
 logger = logging.getLogger(__name__)
@@ -416,7 +416,7 @@ class CandidateConnection:
         await self._release()
         self.fence = fence = await self.storage.claim(attempt.session_id)
         self.services.metrics.attached.inc()
-        await self._record_attach(attempt.session_id, acquired, how, now)
+        await self._record_attach(attempt, acquired, how, now)
         self.subscription = self.services.bus.subscribe(
             attempt.session_id, self._on_bus
         )
@@ -428,7 +428,7 @@ class CandidateConnection:
         self.log.info("attached to session %s", attempt.session_id)
 
     async def _record_attach(
-        self, session_id: SessionId, acquired: Acquired, how: Attach, now: Millis
+        self, attempt: Attempt, acquired: Acquired, how: Attach, now: Millis
     ) -> None:
         actor = self.protocol.actor
         taken_over = acquired is Acquired.TAKEN_OVER
@@ -436,7 +436,9 @@ class CandidateConnection:
             entry = audit.reattached(actor, now, taken_over=taken_over)
         else:
             entry = audit.attached(actor, now, taken_over=taken_over)
-        await self.storage.append_audit(session_id, [entry])
+        await self.storage.append_audit(
+            attempt.session_id, [entry], interview_id=attempt.interview_id
+        )
 
     async def _release(self) -> None:
         """Give up the attempt this connection holds, if any."""
@@ -462,7 +464,9 @@ class CandidateConnection:
             entry = audit.detached(
                 protocol.actor, self.clock(), self.close_code, unrecorded
             )
-            await self.storage.append_audit(attempt.session_id, [entry])
+            await self.storage.append_audit(
+                attempt.session_id, [entry], interview_id=attempt.interview_id
+            )
 
     # -- guarded writes -----------------------------------------------------------
 
@@ -515,7 +519,9 @@ class CandidateConnection:
     async def _record(self, entries: tuple[AuditEntry, ...]) -> None:
         attempt = self.protocol.attempt
         if attempt is not None:
-            await self.storage.append_audit(attempt.session_id, entries)
+            await self.storage.append_audit(
+                attempt.session_id, entries, interview_id=attempt.interview_id
+            )
 
     # -- callbacks from the scheduler and the bus (never block) -------------------
 

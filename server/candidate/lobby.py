@@ -119,7 +119,9 @@ class Lobby:
             return admission.IN_PROGRESS
         if old is not None:
             abandoned = audit.abandoned(attempt, self.actor, now)
-            await self.storage.append_audit(old.session_id, [abandoned])
+            await self.storage.append_audit(
+                old.session_id, [abandoned], interview_id=old.interview_id
+            )
             await self.services.bus.publish(old.session_id, self.holder)
         return attempt
 

@@ -1,10 +1,11 @@
 """Tells every connection holding an attempt that the stored attempt changed, and
-carries interview events (:class:`InterviewEvent`) to their subscribers.
+carries interview events (:class:`protocol.events.Event`) to their subscribers.
 
 Whoever changes an attempt (a connection, the sweeper) publishes its id; a connection
 attached to it reloads and pushes what changed. ``origin`` lets a publisher ignore
-its own news. Grading publishes interview events (a grade, a summary, an override)
-for the recruiters watching the interview.
+its own news. The events of every committed write (stored with it: server/storage/
+events.py) are announced here for the monitors watching the interview, whichever
+process wrote them (:class:`EventAnnouncer`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from protocol.ids import InterviewId, Millis, SessionId
+from protocol.events import Event, EventKind
+from protocol.ids import InterviewId, SessionId
 from server.cluster.client import REDIS_FAILURES, RedisClient, escape_pattern
 
 logger = logging.getLogger(__name__)
@@ -29,19 +30,10 @@ class Subscription(Protocol):
     def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class InterviewEvent:
-    """News for recruiters watching an interview (PROTOCOL.md 2, ``event``), such as
-    ``answer_evaluated``, ``evaluated`` or ``score_overridden``."""
-
-    session_id: SessionId
-    kind: str
-    at: Millis
-    data: Mapping[str, object]
-
-
-EventListener = Callable[[InterviewEvent], None]
-"""Called (without awaiting) with each event of the interview subscribed to."""
+EventListener = Callable[[Event | None], None]
+"""Called (without awaiting) with each event of the interview subscribed to, or
+with ``None`` when events may have been lost (Redis came back): catch up from the
+log (server/monitor/feeds.py)."""
 
 
 class EventBus(Protocol):
@@ -49,9 +41,7 @@ class EventBus(Protocol):
 
     def subscribe(self, session_id: SessionId, listener: Listener) -> Subscription: ...
 
-    async def publish_event(
-        self, interview_id: InterviewId, event: InterviewEvent
-    ) -> None: ...
+    async def publish_event(self, event: Event) -> None: ...
 
     def subscribe_events(
         self, interview_id: InterviewId, listener: EventListener
@@ -93,12 +83,10 @@ class InProcessBus:
         self._listeners: dict[SessionId, list[_InProcessSubscription]] = {}
         self._event_listeners: dict[InterviewId, list[_EventSubscription]] = {}
 
-    async def publish_event(
-        self, interview_id: InterviewId, event: InterviewEvent
-    ) -> None:
-        self.deliver_event(interview_id, event)
+    async def publish_event(self, event: Event) -> None:
+        self.deliver_event(event.interview_id, event)
 
-    def deliver_event(self, interview_id: InterviewId, event: InterviewEvent) -> None:
+    def deliver_event(self, interview_id: InterviewId, event: Event | None) -> None:
         for subscription in list(self._event_listeners.get(interview_id, ())):
             try:
                 subscription.listener(event)
@@ -126,6 +114,10 @@ class InProcessBus:
     def sessions(self) -> list[SessionId]:
         """The attempts with a listener here."""
         return list(self._listeners)
+
+    def interviews(self) -> list[InterviewId]:
+        """The interviews with an event listener here."""
+        return [key for key, listeners in self._event_listeners.items() if listeners]
 
     def subscribe(self, session_id: SessionId, listener: Listener) -> Subscription:
         subscription = _InProcessSubscription(self, session_id, listener)
@@ -176,15 +168,13 @@ class RedisBus:
     def subscribe(self, session_id: SessionId, listener: Listener) -> Subscription:
         return self._local.subscribe(session_id, listener)
 
-    async def publish_event(
-        self, interview_id: InterviewId, event: InterviewEvent
-    ) -> None:
+    async def publish_event(self, event: Event) -> None:
         """Like :meth:`publish`, on ``<prefix>events:<interview id>``, so that the
         subscribers on every instance hear it."""
-        await self._local.publish_event(interview_id, event)
-        fields = [event.session_id, event.kind, event.at, dict(event.data)]
+        await self._local.publish_event(event)
+        fields = [event.cursor, event.session_id, event.kind, event.at, event.data]
         message = json.dumps([self.client.instance, *fields], default=str)
-        await self._send(self._events(interview_id), message)
+        await self._send(self._events(event.interview_id), message)
 
     def subscribe_events(
         self, interview_id: InterviewId, listener: EventListener
@@ -211,12 +201,43 @@ class RedisBus:
             self._local.deliver(session_id, origin)
 
     def _on_event(self, channel: str, data: str) -> None:
-        instance, session_id, kind, at, fields = json.loads(data)
+        instance, cursor, session_id, kind, at, fields = json.loads(data)
         if instance != self.client.instance:
             interview_id = InterviewId(channel.removeprefix(self._events("")))
-            event = InterviewEvent(SessionId(session_id), kind, at, fields)
+            event = Event(
+                interview_id, cursor, SessionId(session_id), EventKind(kind), at, fields
+            )
             self._local.deliver_event(interview_id, event)
 
     def _reload_everyone(self) -> None:
         for session_id in self._local.sessions():
             self._local.deliver(session_id, RECONNECTED)
+        for interview_id in self._local.interviews():
+            self._local.deliver_event(interview_id, None)
+
+
+class EventAnnouncer:
+    """Publishes the events of committed writes (``Database.on_events``) on the bus,
+    without making the writer wait: a lost announcement only delays the news, since
+    monitors catch up from the log (server/monitor/feeds.py)."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.bus = bus
+        self._sending: set[asyncio.Task[None]] = set()
+
+    def __call__(self, events: Sequence[Event]) -> None:
+        task = asyncio.get_running_loop().create_task(self._publish(events))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _publish(self, events: Sequence[Event]) -> None:
+        for event in events:
+            try:
+                await self.bus.publish_event(event)
+            except Exception:  # stored already; news is best effort
+                logger.exception("could not announce event %s", event.cursor)
+
+    async def drain(self) -> None:
+        """Until every announcement begun has been sent (shutdown, tests)."""
+        while self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)

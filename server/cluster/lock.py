@@ -51,6 +51,10 @@ class SessionLock(Protocol):
 
     async def holds(self, session_id: SessionId, holder: str) -> bool: ...
 
+    async def held(self, session_ids: Sequence[SessionId]) -> set[SessionId]:
+        """Which of ``session_ids`` some live connection holds (monitors show it)."""
+        ...
+
 
 @dataclass(slots=True)
 class _Hold:
@@ -90,6 +94,9 @@ class InProcessLock:
     async def holds(self, session_id: SessionId, holder: str) -> bool:
         current = self._holds.get(session_id)
         return current is not None and current.holder == holder
+
+    async def held(self, session_ids: Sequence[SessionId]) -> set[SessionId]:
+        return {session_id for session_id in session_ids if session_id in self._holds}
 
 
 # -- Redis: one lease per attempt, shared by every instance ----------------------------
@@ -226,6 +233,18 @@ class RedisLock:
         except RedisUnavailable:  # what this process last knew
             return self._mine(session_id, holder)
         return bool(value == self._value(holder))
+
+    async def held(self, session_ids: Sequence[SessionId]) -> set[SessionId]:
+        """From Redis (every instance's leases); what this process holds while
+        Redis is down. A crashed instance's leases count until they lapse."""
+        if not session_ids:
+            return set()
+        keys = [self._key(session_id) for session_id in session_ids]
+        try:
+            values = await self.client.call(lambda: self.client.redis.mget(keys))
+        except RedisUnavailable:
+            return {s for s in session_ids if s in self._holds}
+        return {s for s, value in zip(session_ids, values, strict=True) if value}
 
     # -- telling the old holder -----------------------------------------------------
 

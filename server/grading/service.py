@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from evaluators.errors import EvaluationError
@@ -30,7 +29,7 @@ from evaluators.summary import recommendation_for, totals
 from protocol.attempt import Status
 from protocol.ids import InterviewId, Millis, SessionId
 from server.batching import Batcher
-from server.cluster.bus import EventBus, InterviewEvent
+from server.cluster.bus import EventBus
 from server.errors import ServerError, Unavailable
 from server.storage.results import (
     Graded,
@@ -250,14 +249,11 @@ class GradingService:
                 raise
             outcome = NeedsReview(f"the grade could not be stored: {reason_of(exc)}")
             stored = await self._writes.submit((key, outcome))
+        # A stored outcome's answer_evaluated event was stored with it
+        # (ResultsStore.store_outcomes) and announced to monitors.
         match outcome:
-            case Graded(grade) if stored:
-                details = {"score": grade.score, "max_score": grade.max_score}
-                await self._answer_event(job, EvaluationStatus.EVALUATED, details)
             case NeedsReview(reason) if stored:
                 logger.warning("grading %s/%d needs review: %s", *_job(job), reason)
-                needs_review = EvaluationStatus.NEEDS_REVIEW
-                await self._answer_event(job, needs_review, {"reason": reason})
             case RetryLater(reason):
                 logger.info("grading %s/%d failed, will retry: %s", *_job(job), reason)
                 return False
@@ -292,12 +288,6 @@ class GradingService:
             else:
                 stored.append(one)
         return stored
-
-    async def _answer_event(
-        self, job: GradingJob, status: EvaluationStatus, details: Mapping[str, object]
-    ) -> None:
-        data = {"question_index": job.index, "status": status.value, **details}
-        await self.publish(job.interview_id, job.session_id, "answer_evaluated", data)
 
     async def _summarise_ready(self, session_ids: Sequence[SessionId]) -> None:
         # Each grade was committed before this read, so the last to finish sees
@@ -339,10 +329,8 @@ class GradingService:
             if fallback is None:
                 return
             summary = fallback
-        totals = await self.results.store_summary(session_id, summary, self.clock())
-        if totals is not None:
-            data = {**asdict(totals), "recommendation": summary.recommendation.value}
-            await self.publish(job.interview_id, session_id, "evaluated", data)
+        # Stored with its ``evaluated`` event when it applied.
+        await self.results.store_summary(session_id, summary, self.clock())
 
     async def _summary_failed(
         self, job: SummaryJob, reason: str, retryable: bool
@@ -370,11 +358,10 @@ class GradingService:
     ) -> None:
         """Raises: UnknownAnswer."""
         now = self.clock()
-        previous = await self.results.override(
+        # Stored with its score_overridden event, which monitors hear of.
+        await self.results.override(
             session_id, index, score=score, note=note, by=by, now=now
         )
-        data = {"question_index": index, "score": score, "previous": previous}
-        await self.publish(interview_id, session_id, "score_overridden", data)
 
     async def reevaluate(self, session_id: SessionId, *, by: str) -> bool:
         """Grade the attempt again (see :meth:`ResultsStore.reevaluate`); whether it
@@ -390,19 +377,6 @@ class GradingService:
         except Exception as exc:  # the re-enqueue finds them
             logger.warning("re-evaluation of %s not enqueued yet: %r", session_id, exc)
         return True
-
-    async def publish(
-        self,
-        interview_id: InterviewId,
-        session_id: SessionId,
-        kind: str,
-        data: Mapping[str, object],
-    ) -> None:
-        event = InterviewEvent(session_id, kind, self.clock(), data)
-        try:
-            await self.bus.publish_event(interview_id, event)
-        except Exception:  # the grade is stored; news is best effort
-            logger.exception("could not publish %s of %s", kind, session_id)
 
 
 def _ready(job: SummaryJob) -> bool:

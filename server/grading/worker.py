@@ -18,7 +18,8 @@ from evaluators.config import GraderConfig
 from evaluators.grade import Grader
 from protocol.ids import Millis
 from server import _gc
-from server.cluster.bus import EventBus, InProcessBus
+from server.cluster.bus import EventAnnouncer, EventBus, InProcessBus, RedisBus
+from server.cluster.client import RedisClient
 from server.errors import ServerError
 from server.grading.broker import StreamBroker
 from server.grading.capacity import Capacity
@@ -143,12 +144,20 @@ def install_worker(
             preload(grader_config(settings))
             _gc.freeze()  # litellm's hundred megabytes, never scanned again
         await database.connect()
-        # Interview events stay in this process: nothing outside it subscribes to
-        # them until the recruiter monitor socket exists (README, "Not yet").
+        # The events stored with grades (answer_evaluated, evaluated) are announced
+        # on Redis, so monitors on every instance hear of them at once.
+        bus: EventBus = InProcessBus()
+        if settings.redis_url:
+            redis = RedisClient(settings.redis_url, prefix=settings.redis_prefix)
+            bus = RedisBus(redis)  # registers its listeners: before start()
+            await redis.start()
+            state.redis = redis
+        state.announcer = announcer = EventAnnouncer(bus)
+        database.on_events = announcer
         state.grading = GradingService(
             ResultsStore(database),
             grader or grader_from_settings(settings),
-            InProcessBus(),
+            bus,
             wall_clock,
             queue,
             stale_ms=stale_ms,
@@ -156,6 +165,14 @@ def install_worker(
         )
 
     async def stopped(state: TaskiqState) -> None:
+        announcer: EventAnnouncer | None = getattr(state, "announcer", None)
+        if announcer is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(STOP_WAIT_S):
+                    await announcer.drain()
+        redis: RedisClient | None = getattr(state, "redis", None)
+        if redis is not None:
+            await redis.close()
         await database.disconnect()
 
     queue.broker.is_worker_process = True

@@ -24,6 +24,7 @@ from server.http.openapi import Access, Operation, Reply, Schema, document
 from server.http.operations import JSON_OBJECT, operation_operations
 from server.http.results import results_operations
 from server.http.statistics import statistics_operations
+from server.http.webhooks import webhook_operations
 
 __all__ = [
     "ApiError",
@@ -41,7 +42,8 @@ DESCRIPTION = (
     "`Authorization: Bearer <JWT>`. Recruiter endpoints see only their `org`: "
     "anything outside it is 404. Errors are `{error, message}` (422 adds "
     "`problems`, each with the dotted `path` of a wrong field). The candidate "
-    "socket is `GET /ws/candidate`; its frames are in `/protocol.schema.json`."
+    "socket is `GET /ws/candidate` and the recruiters' `GET /ws/monitor`; their "
+    "frames are in `/protocol.schema.json`."
 )
 
 
@@ -65,6 +67,7 @@ def operations() -> list[Operation]:
         *invitation_operations(),
         *results_operations(),
         *statistics_operations(),
+        *webhook_operations(),
         *operation_operations(),
         served,
     ]

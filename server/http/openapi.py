@@ -97,6 +97,8 @@ class Operation:
     body: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
     description: str = ""
+    body_required: bool = True
+    """Whether the body may be left out (then its model's defaults)."""
 
     @property
     def operation_id(self) -> str:
@@ -203,7 +205,7 @@ def _operation(
     if operation.body is not None:
         schema = refs[operation.body, "validation"]
         body["requestBody"] = {
-            "required": True,
+            "required": operation.body_required,
             "content": {"application/json": {"schema": schema}},
         }
     return body

@@ -24,6 +24,8 @@ from protocol.audit import (
     text_digest,
 )
 from protocol.ids import SessionId
+from protocol.webhooks.events import EventType
+from server.storage._outbox import record_session_event
 from server.storage.tables import audit_log, audit_row, late_answers
 
 AUDIT_PAGE = 200
@@ -53,6 +55,18 @@ async def insert_audit(
             await connection.execute(
                 audit_log.insert().values(audit_row(session_id, stored))
             )
+        if entry.kind is AuditKind.COMPLETED:
+            await _completed(connection, session_id, entry)
+
+
+async def _completed(
+    connection: Connection, session_id: SessionId, entry: AuditEntry
+) -> None:
+    """The webhook of an attempt's completion, in the transaction that stores it."""
+    data = {"completed_at": entry.at}
+    await record_session_event(
+        connection, EventType.SESSION_COMPLETED, session_id, at=entry.at, data=data
+    )
 
 
 def _late_key(session_id: SessionId, entry: AuditEntry) -> list[sa.ColumnElement[bool]]:

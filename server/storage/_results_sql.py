@@ -235,3 +235,12 @@ def store_grades(rows: Sequence[tuple[Any, ...]], now: Millis) -> sa.UpdateBase:
         )
         .returning(answers.c.session_id, answers.c.question_index)
     )
+
+
+def interviews_of(
+    session_ids: Sequence[str], *, sqlite: bool
+) -> sa.Select[tuple[str, str]]:
+    """The interview of each of ``session_ids``: rows of (id, interview_id)."""
+    return sa.select(sessions.c.id, sessions.c.interview_id).where(
+        ids_match(sessions.c.id, session_ids, sqlite=sqlite)
+    )

@@ -25,8 +25,10 @@ from databases.core import Connection
 from protocol.attempt import Attempt, Change, Draft, Status
 from protocol.audit import AuditEntry, LateAnswerBudget
 from protocol.definition import InterviewDefinition
+from protocol.events import Event, News, of_audit, question_started
 from protocol.ids import InterviewId, Millis, SessionId, UserId
 from server.errors import AlreadyInProgress, Conflict, ServerError
+from server.storage import events
 from server.storage._audit import insert_audit
 from server.storage.database import Database, translated
 from server.storage.interviews import definition_bytes
@@ -124,7 +126,11 @@ class Storage(Protocol):
         self, session_id: SessionId, draft: Draft, *, fence: int | None
     ) -> None: ...
     async def append_audit(
-        self, session_id: SessionId, entries: Sequence[AuditEntry]
+        self,
+        session_id: SessionId,
+        entries: Sequence[AuditEntry],
+        *,
+        interview_id: InterviewId | None = None,
     ) -> None: ...
     async def audit_log(self, session_id: SessionId) -> list[AuditEntry]: ...
     async def due_attempts(self, now: Millis, limit: int) -> list[SessionId]: ...
@@ -199,6 +205,28 @@ class DatabaseStorage:
         await insert_audit(
             connection, session_id, entries, self.late_answers, sqlite=self._sqlite
         )
+
+    async def _record_events(
+        self,
+        connection: Connection,
+        interview_id: InterviewId | None,
+        session_id: SessionId,
+        news: Sequence[News],
+    ) -> list[Event]:
+        """Number and store the events of a change: last in its transaction
+        (server/storage/events.py)."""
+        if not news:
+            return []
+        if interview_id is None:
+            interview_id = InterviewId(
+                await connection.fetch_val(
+                    sa.select(sessions.c.interview_id).where(
+                        sessions.c.id == session_id
+                    )
+                )
+            )
+        pairs = [(interview_id, item) for item in news]
+        return await events.append(connection, pairs, sqlite=self._sqlite)
 
     async def connect(self) -> None:
         await self.database.connect()
@@ -334,18 +362,24 @@ class DatabaseStorage:
         audit: Sequence[AuditEntry],
         abandon: Attempt | None = None,
     ) -> None:
+        session_id = attempt.session_id
+        news = [*of_audit(session_id, audit), *question_started(None, attempt)]
         try:
             async with self.database.transaction() as connection:
                 if abandon is not None:
                     await _advance(connection, abandon, _ABANDONED, fence=None)
                 row = session_row(attempt, candidate_name)
                 await connection.execute(sessions.insert().values(row))
-                await self._insert_audit(connection, attempt.session_id, audit)
+                await self._insert_audit(connection, session_id, audit)
+                made = await self._record_events(
+                    connection, attempt.interview_id, session_id, news
+                )
         except _UNIQUE_VIOLATION as exc:
             exists = _attempt_exists(exc, attempt)
             if exists is None:
                 raise
             raise exists from exc
+        self.database.announce(made)
 
     @translated
     async def claim(self, session_id: SessionId) -> int:
@@ -382,11 +416,19 @@ class DatabaseStorage:
         (:class:`Conflict` otherwise). The answers it records claim their grading
         jobs as of ``now`` (default: their submission time)."""
         session_id = change.before.session_id
+        news = [
+            *of_audit(session_id, audit),
+            *question_started(change.before, change.after),
+        ]
         async with self.database.transaction() as connection:
             after = progress(change.after)
             await _advance(connection, change.before, after, fence=fence)
             await insert_answers(connection, session_id, change.answers, now)
             await self._insert_audit(connection, session_id, audit)
+            made = await self._record_events(
+                connection, change.before.interview_id, session_id, news
+            )
+        self.database.announce(made)
 
     @translated
     async def save_draft(
@@ -411,11 +453,21 @@ class DatabaseStorage:
 
     @translated
     async def append_audit(
-        self, session_id: SessionId, entries: Sequence[AuditEntry]
+        self,
+        session_id: SessionId,
+        entries: Sequence[AuditEntry],
+        *,
+        interview_id: InterviewId | None = None,
     ) -> None:
-        if entries:
-            async with self.database.transaction() as connection:
-                await self._insert_audit(connection, session_id, entries)
+        """Append ``entries`` and their events; ``interview_id`` (the attempt's)
+        saves a read when the caller knows it."""
+        if not entries:
+            return
+        news = of_audit(session_id, entries)
+        async with self.database.transaction() as connection:
+            await self._insert_audit(connection, session_id, entries)
+            made = await self._record_events(connection, interview_id, session_id, news)
+        self.database.announce(made)
 
     @translated
     async def audit_log(self, session_id: SessionId) -> list[AuditEntry]:

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -24,6 +24,7 @@ from databases.core import Connection
 from databases.interfaces import Record
 from sqlalchemy.sql import ClauseElement
 
+from protocol.events import Event
 from server.errors import ServerError, Unavailable
 from server.storage import _databases
 from server.storage.interviews import DEFAULT_MAX_BYTES, DEFAULT_MAX_COUNT, Interviews
@@ -151,6 +152,15 @@ class Database:
         self.interviews = Interviews(
             self._database, max_count=cache_interviews, max_bytes=cache_bytes
         )
+        self.on_events: Callable[[Sequence[Event]], None] | None = None
+        """Told of the interview events of every committed write (the app wires it
+        to the bus, so monitors hear of them); never awaited."""
+
+    def announce(self, events: Sequence[Event]) -> None:
+        """The stores call this after a transaction that recorded ``events``
+        committed."""
+        if events and self.on_events is not None:
+            self.on_events(events)
 
     @property
     def is_sqlite(self) -> bool:

@@ -20,22 +20,33 @@ they take its lock in turn and the totals always include the latest override.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import asdict
 from typing import Any, assert_never
 
 import sqlalchemy as sa
+from databases.core import Connection
 
 from evaluators.grade import EvaluationStatus, Summary
 from protocol.attempt import REEVALUABLE, Status
 from protocol.audit import AuditKind
+from protocol.events import (
+    Event,
+    News,
+    answer_evaluated,
+    evaluated,
+    score_overridden,
+)
 from protocol.ids import InterviewId, Millis, SessionId
+from protocol.webhooks.events import EventType
 from server.errors import NotFound
-from server.storage import _results_sql as sql
+from server.storage import _results_sql as sql, events
 from server.storage._audit import (
     AUDIT_PAGE,
     MAX_AUDIT_PAGE,
     audit_page,
     late_answers_of,
 )
+from server.storage._outbox import record_session_event
 from server.storage._results_rows import (
     AnswerRecord,
     AuditLine,
@@ -265,6 +276,7 @@ class ResultsStore:
         for each, whether it was stored (a job that ran twice stores once)."""
         together = [] if self._sqlite else _grade_rows(outcomes)
         stored = [False] * len(outcomes)
+        made: list[Event] = []
         async with self.database.transaction() as connection:
             if together:
                 rows = await connection.fetch_all(sql.store_grades(together, now))
@@ -278,7 +290,26 @@ class ResultsStore:
                     continue  # stored above
                 statement = _outcome_statement(session_id, index, outcome, now)
                 stored[position] = await connection.fetch_one(statement) is not None
+            news = [
+                _evaluated_news(key, outcome, now)
+                for (key, outcome), applied in zip(outcomes, stored, strict=True)
+                if applied and not isinstance(outcome, RetryLater)
+            ]
+            made = await self._record_events(connection, news)
+        self.database.announce(made)
         return stored
+
+    async def _record_events(
+        self, connection: Connection, news: Sequence[News]
+    ) -> list[Event]:
+        """Number and store ``news``, last in the transaction (storage/events.py)."""
+        if not news:
+            return []
+        ids = sorted({item.session_id for item in news})
+        rows = await connection.fetch_all(sql.interviews_of(ids, sqlite=self._sqlite))
+        interview_of = {row["id"]: InterviewId(row["interview_id"]) for row in rows}
+        pairs = [(interview_of[item.session_id], item) for item in news]
+        return await events.append(connection, pairs, sqlite=self._sqlite)
 
     # -- the summary ------------------------------------------------------------------
 
@@ -331,7 +362,15 @@ class ResultsStore:
             if row is None:
                 return None
             interview = await self._interview(row["interview_id"])
-            return await sql.write_totals(connection, session_id, _maximum(interview))
+            totals = await sql.write_totals(connection, session_id, _maximum(interview))
+            await _evaluated(connection, session_id, totals, summary, now)
+            data = {**asdict(totals), "recommendation": summary.recommendation.value}
+            news = evaluated(session_id, now, data)
+            made = await events.append(
+                connection, [(interview.id, news)], sqlite=self._sqlite
+            )
+        self.database.announce(made)
+        return totals
 
     @translated
     async def schedule_summary_retry(
@@ -453,9 +492,24 @@ class ResultsStore:
                 kind=SCORE_OVERRIDDEN,
                 data=data | {"note": note},
             )
+            # The webhook, in the transaction that stores the override.
+            await record_session_event(
+                connection,
+                EventType.SCORE_OVERRIDDEN,
+                session_id,
+                at=now,
+                data=data | {"overridden_by": by},
+            )
             if held["summary"] is not None:
                 interview = await self._interview(held["interview_id"])
                 await sql.write_totals(connection, session_id, _maximum(interview))
+            news = score_overridden(session_id, now, data | {"by": by})
+            made = await events.append(
+                connection,
+                [(InterviewId(held["interview_id"]), news)],
+                sqlite=self._sqlite,
+            )
+        self.database.announce(made)
         return previous
 
     @translated
@@ -496,6 +550,26 @@ class ResultsStore:
         return True
 
 
+async def _evaluated(
+    connection: Connection,
+    session_id: SessionId,
+    totals: Totals,
+    summary: Summary,
+    now: Millis,
+) -> None:
+    """The webhook of a summary, in the transaction that stores it."""
+    data = {
+        "final_score": totals.final_score,
+        "max_score": totals.max_score,
+        "percentage": totals.percentage,
+        "recommendation": summary.recommendation.value,
+        "evaluated_at": now,
+    }
+    await record_session_event(
+        connection, EventType.SESSION_EVALUATED, session_id, at=now, data=data
+    )
+
+
 def _cursor(after: str | None) -> int | None:
     """An audit cursor is the id of the last entry of the page before (opaque to
     clients: only cursors this store gave are accepted)."""
@@ -523,6 +597,24 @@ def _grade_rows(
         for (session_id, index), outcome in outcomes
         if isinstance(outcome, Graded)
     ]
+
+
+def _evaluated_news(key: JobKey, outcome: Outcome, now: Millis) -> News:
+    session_id, index = key
+    data: dict[str, object] = {"question_index": index}
+    match outcome:
+        case Graded(grade):
+            data |= {
+                "status": EvaluationStatus.EVALUATED.value,
+                "score": grade.score,
+                "max_score": grade.max_score,
+                "provisional": grade.provisional,
+            }
+        case NeedsReview(reason):
+            data |= {"status": EvaluationStatus.NEEDS_REVIEW.value, "reason": reason}
+        case RetryLater():  # pragma: no cover - retries make no event
+            pass
+    return answer_evaluated(session_id, now, data)
 
 
 def _outcome_statement(

@@ -238,6 +238,122 @@ late_answers = sa.Table(
     sa.Column("last_sha256", sa.String(64), nullable=False),
 )
 
+# Migration 0006: the interview event log of the monitor socket
+# (server/storage/events.py). No foreign keys: retention deletes events on its own.
+event_cursors = sa.Table(
+    "event_cursors",
+    metadata,
+    sa.Column("interview_id", sa.String(32), primary_key=True),
+    sa.Column("last", sa.BigInteger, nullable=False),
+    sa.Column("pruned", sa.BigInteger, nullable=False),
+)
+
+interview_events = sa.Table(
+    "interview_events",
+    metadata,
+    sa.Column("interview_id", sa.String(32), primary_key=True),
+    sa.Column("cursor", sa.BigInteger, primary_key=True),
+    sa.Column("session_id", sa.String(32), nullable=False),
+    sa.Column("kind", sa.String(30), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False, index=True),
+    sa.Column("data", sa.Text, nullable=False),
+)
+
+# Migration 0007: webhooks (server/storage/webhooks.py, server/storage/_outbox.py).
+# An organisation's endpoints with their secrets; each event once (its body as
+# signed); a delivery per event and endpoint (the outbox: written in the
+# transaction of the change it reports); every attempt of a delivery (the log).
+PENDING_DELIVERY = sa.text("status = 'pending'")
+
+webhook_endpoints = sa.Table(
+    "webhook_endpoints",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("org", sa.Text, nullable=False, index=True),
+    sa.Column("url", sa.Text, nullable=False),
+    sa.Column("description", sa.Text, nullable=False),
+    # A JSON list of event types, sorted.
+    sa.Column("event_types", sa.Text, nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    # Why the server disabled it ("gone": a 410), NULL otherwise.
+    sa.Column("disabled_reason", sa.Text, nullable=True),
+    sa.Column("secret", sa.Text, nullable=False),
+    sa.Column("previous_secret", sa.Text, nullable=True),
+    sa.Column("previous_secret_until", sa.BigInteger, nullable=True),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+webhook_events = sa.Table(
+    "webhook_events",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),  # msg_<hex>: webhook-id
+    sa.Column("org", sa.Text, nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("session_id", sa.String(32), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+)
+
+webhook_deliveries = sa.Table(
+    "webhook_deliveries",
+    metadata,
+    # The order of the log and its cursor.
+    sa.Column("seq", AutoId, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column(
+        "event_id", sa.String(40), sa.ForeignKey("webhook_events.id"), nullable=False
+    ),
+    sa.Column(
+        "endpoint_id",
+        sa.String(32),
+        sa.ForeignKey("webhook_endpoints.id"),
+        nullable=False,
+    ),
+    sa.Column("status", sa.String(20), nullable=False),
+    # Attempts ever (they number the log), and in this run (they pick the delay).
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tries", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", sa.BigInteger, nullable=True),
+    # A dispatcher's claim: until then nobody else sends it; a lapsed one is taken.
+    sa.Column("lease_until", sa.BigInteger, nullable=True),
+    sa.Column("lease_token", sa.String(32), nullable=True),
+    sa.Column("last_attempt_at", sa.BigInteger, nullable=True),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.Text, nullable=True),
+    sa.Column("delivered_at", sa.BigInteger, nullable=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index("ix_webhook_deliveries_endpoint", "endpoint_id", "seq"),
+    sa.Index(
+        "ix_webhook_deliveries_due",
+        "next_attempt_at",
+        sqlite_where=PENDING_DELIVERY,
+        postgresql_where=PENDING_DELIVERY,
+    ),
+)
+
+webhook_attempts = sa.Table(
+    "webhook_attempts",
+    metadata,
+    sa.Column("id", AutoId, primary_key=True, autoincrement=True),
+    sa.Column(
+        "delivery_id",
+        sa.String(32),
+        sa.ForeignKey("webhook_deliveries.id"),
+        nullable=False,
+        index=True,
+    ),
+    sa.Column("number", sa.Integer, nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Column("status_code", sa.Integer, nullable=True),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("response_excerpt", sa.Text, nullable=True),
+    sa.Column("signatures", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.BigInteger, nullable=True),
+)
+
 # Rows <-> protocol values. Times stay integers; JSON is serialised here.
 
 SESSION_WITH_DRAFT = sa.select(

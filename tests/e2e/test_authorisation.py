@@ -20,7 +20,7 @@ import asyncio
 import enum
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,15 +30,19 @@ from starlette.routing import Route, WebSocketRoute
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from protocol import audit
 from protocol.attempt import begin, change_between, submit
 from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import parse_definition
 from protocol.ids import InterviewId, SessionId, UserId
+from protocol.webhooks.events import EventType
+from protocol.webhooks.signature import SECRET_BYTES, format_secret
 from server.app import create_app
 from server.auth import issue_token
 from server.storage.attempts import Invitee
+from server.storage.webhooks import EndpointChanges, WebhookStore
 from tests.e2e._client import UNIT_S
-from tests.e2e.conftest import SECRET, Server, make_settings, question
+from tests.e2e.conftest import SECRET, Server, make_settings, question, served
 
 pytestmark = pytest.mark.e2e
 
@@ -128,18 +132,24 @@ def public(ok: int = 200) -> Statuses:
 @dataclass(frozen=True)
 class World:
     """What the rows act on: an interview of ``acme``, an invited candidate and
-    their completed attempt."""
+    their completed attempt, and a webhook endpoint of ``acme`` (disabled: nothing
+    is sent) with the delivery of that completion."""
 
     interview_id: InterviewId
     session_id: SessionId
     candidate_id: UserId
+    webhook_id: str
+    delivery_id: str
 
-    def fill(self, path: str) -> str:
-        return path.format(
-            interview_id=self.interview_id,
-            session_id=self.session_id,
-            question_index=0,
-        )
+    def fill(self, path: str, **fresh: str) -> str:
+        ids = {
+            "interview_id": self.interview_id,
+            "session_id": self.session_id,
+            "question_index": "0",
+            "webhook_id": self.webhook_id,
+            "delivery_id": self.delivery_id,
+        }
+        return path.format(**(ids | fresh))
 
 
 DEFINITION = {
@@ -149,12 +159,43 @@ DEFINITION = {
 }
 
 
+Fresh = Callable[[Server], Awaitable[dict[str, str]]]
+
+
 @dataclass(frozen=True)
 class HttpRow:
     method: str
     path: str
     expected: Statuses
     body: Callable[[World], object] | None = None
+    fresh: Fresh | None = None
+    """Makes what one call uses up (a webhook to delete), before each caller's."""
+
+
+HOOK_URL = "http://127.0.0.1:9/hook"
+"""Loopback, a port nobody listens on: the matrix's server may call private
+addresses, and nothing it sends leaves the machine."""
+WEBHOOK = {"url": HOOK_URL, "event_types": ["session.completed"]}
+
+
+async def new_webhook(server: Server, *, enabled: bool = True) -> str:
+    store = WebhookStore(server.storage.database)
+    record = await store.create_endpoint(
+        org=ORG,
+        url=HOOK_URL,
+        description="matrix",
+        event_types=list(EventType),
+        enabled=enabled,
+        secret=format_secret(b"k" * SECRET_BYTES),
+        by="recruiter:rita",
+        now=int(time.time() * 1000),
+        limit=100,
+    )
+    return record.id
+
+
+async def doomed_webhook(server: Server) -> dict[str, str]:
+    return {"webhook_id": await new_webhook(server, enabled=False)}
 
 
 HTTP_ROWS = [
@@ -189,6 +230,25 @@ HTTP_ROWS = [
         lambda w: {"score": 1, "note": "matrix"},
     ),
     HttpRow("POST", "/api/sessions/{session_id}/reevaluate", scoped(202)),
+    HttpRow("POST", "/api/webhooks", own_org(201), lambda w: WEBHOOK),
+    HttpRow("GET", "/api/webhooks", own_org(200)),
+    HttpRow("GET", "/api/webhooks/{webhook_id}", scoped(200)),
+    HttpRow(
+        "PATCH",
+        "/api/webhooks/{webhook_id}",
+        scoped(200),
+        lambda w: {"description": "matrix"},
+    ),
+    HttpRow("POST", "/api/webhooks/{webhook_id}/rotate", scoped(200), lambda w: {}),
+    HttpRow("GET", "/api/webhooks/{webhook_id}/deliveries", scoped(200)),
+    HttpRow("GET", "/api/webhooks/{webhook_id}/deliveries/{delivery_id}", scoped(200)),
+    # 409: the endpoint is disabled, so the redelivery is refused past the checks.
+    HttpRow(
+        "POST",
+        "/api/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver",
+        scoped(409),
+    ),
+    HttpRow("DELETE", "/api/webhooks/{webhook_id}", scoped(204), fresh=doomed_webhook),
     HttpRow("GET", "/healthz", public()),
     HttpRow("GET", "/readyz", public()),
     HttpRow("GET", "/metrics", public()),
@@ -213,25 +273,39 @@ def candidate_socket(candidate: Outcome) -> Mapping[Caller, Outcome]:
     }
 
 
+def monitor_socket(
+    staff: Outcome, *, other_org: Outcome | None = None
+) -> Mapping[Caller, Outcome]:
+    return {
+        **dict.fromkeys(UNAUTHENTICATED, CLOSED_4401),
+        Caller.CANDIDATE: ("4403",),
+        **dict.fromkeys(STAFF, staff),
+        Caller.OTHER_ORG: other_org or staff,
+    }
+
+
+Frames = Callable[[World], list[dict[str, object]]]
+
+
 @dataclass(frozen=True)
 class SocketRow:
     path: str
-    frames: Mapping[str, Callable[[World], dict[str, object]]]
-    """Each action's frame; ``auth`` is the login itself."""
+    frames: Mapping[str, Frames]
+    """Each action's frames (the first answer counts); ``auth`` is the login."""
     expected: Mapping[str, Mapping[Caller, Outcome]]
 
 
 CANDIDATE_SOCKET = SocketRow(
     "/ws/candidate",
     frames={
-        "auth": lambda w: {"type": "auth"},
-        "start": lambda w: {"type": "start", "interview_id": w.interview_id},
-        "resume": lambda w: {"type": "resume"},
-        "restart": lambda w: {"type": "restart"},
-        "answer": lambda w: {"type": "answer", "question_index": 0, "answer": "b"},
-        "draft": lambda w: {"type": "draft", "question_index": 0, "answer": "b"},
-        "signal": lambda w: {"type": "signal", "kind": "paste"},
-        "ping": lambda w: {"type": "ping", "client_time": 1},
+        "auth": lambda w: [],
+        "start": lambda w: [{"type": "start", "interview_id": w.interview_id}],
+        "resume": lambda w: [{"type": "resume"}],
+        "restart": lambda w: [{"type": "restart"}],
+        "answer": lambda w: [{"type": "answer", "question_index": 0, "answer": "b"}],
+        "draft": lambda w: [{"type": "draft", "question_index": 0, "answer": "b"}],
+        "signal": lambda w: [{"type": "signal", "kind": "paste"}],
+        "ping": lambda w: [{"type": "ping", "client_time": 1}],
     },
     expected={
         "auth": candidate_socket(("hello",)),
@@ -244,7 +318,26 @@ CANDIDATE_SOCKET = SocketRow(
         "ping": candidate_socket(("pong",)),
     },
 )
-SOCKET_ROWS = [CANDIDATE_SOCKET]
+MONITOR_SOCKET = SocketRow(
+    "/ws/monitor",
+    frames={
+        "auth": lambda w: [],
+        "subscribe": lambda w: [{"type": "subscribe", "interview_id": w.interview_id}],
+        # Nothing answers an unsubscribe: the pong after it shows it was taken.
+        "unsubscribe": lambda w: [
+            {"type": "unsubscribe", "interview_id": w.interview_id},
+            {"type": "ping", "client_time": 1},
+        ],
+        "ping": lambda w: [{"type": "ping", "client_time": 1}],
+    },
+    expected={
+        "auth": monitor_socket(("hello",)),
+        "subscribe": monitor_socket(("snapshot",), other_org=("not_found",)),
+        "unsubscribe": monitor_socket(("pong",)),
+        "ping": monitor_socket(("pong",)),
+    },
+)
+SOCKET_ROWS = [CANDIDATE_SOCKET, MONITOR_SOCKET]
 
 
 # -- the tests -----------------------------------------------------------------------
@@ -267,6 +360,13 @@ def test_every_route_of_the_app_has_a_row_in_the_matrix(database_url: str) -> No
     for socket in SOCKET_ROWS:
         assert set(socket.expected) == set(socket.frames)
         assert all(set(cells) == set(Caller) for cells in socket.expected.values())
+
+
+@pytest.fixture
+async def server(database_url: str) -> AsyncIterator[Server]:
+    """A server that may call loopback webhooks (:data:`HOOK_URL`)."""
+    async with served(make_settings(database_url, webhook_allow_private=True)) as up:
+        yield up
 
 
 async def world_of(server: Server) -> World:
@@ -294,11 +394,21 @@ async def world_of(server: Server) -> World:
     )
     entry = AuditEntry(now, "candidate:cand", AuditKind.STARTED)
     await storage.create_attempt(attempt, candidate_name="Cand", audit=[entry])
+    webhook_id = await new_webhook(server)  # before the completion it is told of
     for index, text in enumerate(["b", "some text"]):
         after = submit(attempt, index, text, now + index + 1).attempt
-        await storage.commit(change_between(attempt, after), fence=None, audit=[])
+        ended = [] if after.in_progress else [audit.completed(after, "cand", now + 3)]
+        await storage.commit(change_between(attempt, after), fence=None, audit=ended)
         attempt = after
-    return World(record.id, attempt.session_id, UserId("cand"))
+    store = WebhookStore(storage.database)
+    # Disabled: the dispatcher sends nothing, and redelivery is refused (409).
+    await store.update_endpoint(
+        ORG, webhook_id, EndpointChanges(enabled=False), now + 4
+    )
+    page = await store.deliveries(ORG, webhook_id, after=None, limit=1)
+    assert page is not None
+    [delivery] = page.deliveries
+    return World(record.id, attempt.session_id, UserId("cand"), webhook_id, delivery.id)
 
 
 async def test_every_http_route_answers_each_caller_as_the_matrix_says(
@@ -315,14 +425,20 @@ async def test_every_http_route_answers_each_caller_as_the_matrix_says(
                     {} if bearer is None else {"Authorization": f"Bearer {bearer}"}
                 )
                 body = None if row.body is None else row.body(world)
+                fresh = {} if row.fresh is None else await row.fresh(server)
+                path = world.fill(row.path, **fresh)
                 response = await http.request(
-                    row.method, world.fill(row.path), json=body, headers=headers
+                    row.method, path, json=body, headers=headers
                 )
                 cells[caller] = response.status_code
 
     expected = {(row.method, row.path): dict(row.expected) for row in HTTP_ROWS}
     wrong = {
-        route: {c.value: (expected[route][c], status) for c, status in cells.items()}
+        route: {
+            caller.value: (expected[route][caller], status)
+            for caller, status in cells.items()
+            if status != expected[route][caller]
+        }
         for route, cells in got.items()
         if cells != expected[route]
     }
@@ -334,16 +450,12 @@ async def socket_outcome(
 ) -> Outcome:
     url = f"ws://127.0.0.1:{server.port}{row.path}"
     bearer = token(caller, f"cand-{action}")
-    frames: list[dict[str, object]] = []
     login: dict[str, object] = {"type": "auth"}
     if bearer is not None:
         login["token"] = bearer
-    if action == "auth":
-        frames.append(login)
-    else:
-        if bearer is not None:
-            frames.append(login)
-        frames.append(row.frames[action](world))
+    # Without a token, the action is the first frame (for auth: one without a token).
+    sent = [login] if action == "auth" or bearer is not None else []
+    frames = [*sent, *row.frames[action](world)]
     seen: list[str] = []
     async with connect(url, open_timeout=UNIT_S) as ws:
         for frame in frames:

@@ -339,7 +339,11 @@ class FakeStorage:
         row.drafts[draft.question_index] = draft
 
     async def append_audit(
-        self, session_id: SessionId, entries: Sequence[AuditEntry]
+        self,
+        session_id: SessionId,
+        entries: Sequence[AuditEntry],
+        *,
+        interview_id: InterviewId | None = None,
     ) -> None:
         await self._enter("append_audit")
         if not entries:

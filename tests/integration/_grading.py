@@ -14,8 +14,9 @@ from evaluators.grade import Grade, QuestionResult, Recommendation, Summary
 from protocol.attempt import Attempt, begin, change_between, submit
 from protocol.audit import AuditEntry, AuditKind
 from protocol.definition import McqQuestion, QuestionDef
+from protocol.events import Event
 from protocol.ids import Millis, SessionId, UserId
-from server.cluster.bus import InProcessBus, InterviewEvent
+from server.cluster.bus import InProcessBus
 from server.grading.queue import GradingQueue
 from server.grading.service import GradingService
 from server.storage.attempts import DatabaseStorage, InterviewRecord
@@ -129,7 +130,7 @@ class Harness:
     grader: FakeGrader = field(default_factory=FakeGrader)
     clock: FakeClock = field(default_factory=FakeClock)
     bus: InProcessBus = field(default_factory=InProcessBus)
-    events: list[InterviewEvent] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.queue = GradingQueue(InMemoryBroker())
@@ -138,7 +139,18 @@ class Harness:
             self.results, self.grader, self.bus, self.clock, self.queue
         )
         self.queue.broker.state.grading = self.service
-        self.bus.subscribe_events(self.interview.id, self.events.append)
+        # Events are stored with the writes and announced after their commit, as
+        # create_app wires it (here at once, so tests need not wait for a task).
+        self.storage.database.on_events = self._announce
+        self.bus.subscribe_events(self.interview.id, self._heard)
+
+    def _announce(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self.bus.deliver_event(event.interview_id, event)
+
+    def _heard(self, event: Event | None) -> None:
+        if event is not None:
+            self.events.append(event)
 
     async def settle(self) -> None:
         """Until every job sent so far (and those they sent) finished."""
@@ -189,4 +201,12 @@ class Harness:
         return detail
 
     def kinds(self, session_id: SessionId) -> list[str]:
-        return [event.kind for event in self.events if event.session_id == session_id]
+        """The grading events of the attempt, in order."""
+        return [
+            event.kind
+            for event in self.events
+            if event.session_id == session_id and event.kind in GRADING_EVENTS
+        ]
+
+
+GRADING_EVENTS = {"answer_evaluated", "evaluated", "score_overridden"}

@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from protocol.events import Event, EventKind
 from protocol.ids import InterviewId, SessionId
-from server.cluster.bus import EventBus, InterviewEvent, RedisBus
+from server.cluster.bus import EventBus, RedisBus
 from server.cluster.client import RedisClient
 from tests.conftest import free_port
 from tests.e2e._client import UNIT_S
@@ -164,20 +165,21 @@ async def test_interview_events_reach_listeners_on_every_instance_once(
     instances: Instances,
 ) -> None:
     interview = InterviewId("i-1")
-    event = InterviewEvent(S1, "answer_evaluated", 1_800_000_000_000, {"score": 2.5})
+    kind = EventKind.ANSWER_EVALUATED
+    event = Event(interview, 7, S1, kind, 1_800_000_000_000, {"score": 2.5})
     async with instances() as (worker, server):
-        here: list[InterviewEvent] = []
-        there: list[InterviewEvent] = []
+        here: list[Event | None] = []
+        there: list[Event | None] = []
         worker.subscribe_events(interview, here.append)
         arrived = asyncio.Event()
 
-        def heard_there(received: InterviewEvent) -> None:
+        def heard_there(received: Event | None) -> None:
             there.append(received)
             arrived.set()
 
         server.subscribe_events(interview, heard_there)
 
-        await worker.publish_event(interview, event)
+        await worker.publish_event(event)
 
         async with asyncio.timeout(UNIT_S):
             await arrived.wait()

@@ -115,11 +115,20 @@ PART_OF_MODULE: Mapping[str, str] = {
     "server.batching": FOUNDATION,
     "server._gc": FOUNDATION,
     "server.descriptors": FOUNDATION,
+    "server.outbox": FOUNDATION,
     "server.services": "services",
     "server.app": "entry",
     "server.__main__": "entry",
 }
-SUBPACKAGES = ("storage", "cluster", "grading", "candidate", "http")
+SUBPACKAGES = (
+    "storage",
+    "cluster",
+    "grading",
+    "candidate",
+    "monitor",
+    "http",
+    "webhooks",
+)
 
 BELOW: Mapping[str, frozenset[str]] = {
     FOUNDATION: frozenset(),
@@ -128,9 +137,14 @@ BELOW: Mapping[str, frozenset[str]] = {
     "services": frozenset({FOUNDATION, "storage", "cluster"}),
     "grading": frozenset({FOUNDATION, "storage", "cluster", "services"}),
     "candidate": frozenset({FOUNDATION, "storage", "cluster", "services"}),
-    "http": frozenset({FOUNDATION, "storage", "services"}),
+    "monitor": frozenset({FOUNDATION, "storage", "cluster", "services"}),
+    "webhooks": frozenset({FOUNDATION, "storage"}),
+    "http": frozenset({FOUNDATION, "storage", "services", "webhooks"}),
     "entry": frozenset(
-        {FOUNDATION, "storage", "cluster", "services", "grading", "candidate", "http"}
+        {
+            *(FOUNDATION, "storage", "cluster", "services", "grading", "candidate"),
+            *("monitor", "http", "webhooks"),
+        }
     ),
 }
 """Which parts of ``server/`` each part may import, besides itself."""
@@ -259,6 +273,21 @@ def cycles(graph: Mapping[str, frozenset[str]]) -> list[list[str]]:
         if node not in index:
             visit(node)
     return found
+
+
+def test_only_the_webhook_sender_imports_an_http_client() -> None:
+    # One module speaks HTTP to the outside, so one module holds the SSRF rules'
+    # enforcement (the address check, no redirects, no proxies from the
+    # environment), as only evaluators/litellm_adapter.py imports litellm.
+    clients = {"httpx", "httpcore", "aiohttp", "requests", "urllib3", "urllib.request"}
+    importers = {
+        name
+        for name, path in MODULES.items()
+        if name.startswith("server")
+        and clients & set(imported_modules(path.read_text()))
+    }
+
+    assert importers == {"server.webhooks.sender"}
 
 
 def test_no_modules_import_each_other() -> None:

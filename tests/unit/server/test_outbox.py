@@ -6,7 +6,7 @@ import asyncio
 import os
 
 from protocol.messages import tick_text
-from server.candidate.outbox import Outbox
+from server.outbox import Outbox
 
 TIMEOUT_S = 1.0 * float(os.environ.get("TEST_TIME_FACTOR", "1"))
 

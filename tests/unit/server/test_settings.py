@@ -60,6 +60,12 @@ def test_every_variable_is_read() -> None:
         "MODEL_CODE": "anthropic/claude-sonnet",
         "MODEL_SUMMARY": "ollama/llama3",
         "MODEL_API_BASE": "http://localhost:11434",
+        "WEBHOOK_ALLOW_PRIVATE": "yes",
+        "WEBHOOK_TIMEOUT_S": "2.5",
+        "WEBHOOK_CONCURRENCY": "4",
+        "WEBHOOK_POLL_MS": "50",
+        "WEBHOOK_ROTATION_GRACE_S": "0",
+        "WEBHOOK_MAX_ENDPOINTS": "3",
     }
 
     settings = Settings.from_environ(environ)
@@ -96,6 +102,12 @@ def test_every_variable_is_read() -> None:
         model_code="anthropic/claude-sonnet",
         model_summary="ollama/llama3",
         model_api_base="http://localhost:11434",
+        webhook_allow_private=True,
+        webhook_timeout_s=2.5,
+        webhook_concurrency=4,
+        webhook_poll_ms=50,
+        webhook_rotation_grace_s=0,
+        webhook_max_endpoints=3,
     )
     assert str(settings.jwt_secret) == SECRET
     assert not settings.uses_dev_secret
@@ -112,6 +124,17 @@ def test_sandbox_runs_at_once_default_to_the_cpus_and_reach_the_sandbox(
     configured = Settings.from_environ({"SANDBOX_CONCURRENCY": "3"})
     assert configured.sandbox_concurrency == 3
     assert grader_config(configured).sandbox_concurrency == 3
+
+
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("1", True), ("TRUE", True), ("on", True), ("0", False), ("no", False)],
+)
+def test_webhook_allow_private_is_a_flag(value: str, allowed: bool) -> None:
+    settings = Settings.from_environ({"WEBHOOK_ALLOW_PRIVATE": value})
+
+    assert settings.webhook_allow_private is allowed
+    assert Settings.from_environ({}).webhook_allow_private is False
 
 
 def test_empty_values_count_as_unset() -> None:
@@ -151,6 +174,12 @@ def test_empty_values_count_as_unset() -> None:
         ("LOG_LEVEL", "LOUD", "one of DEBUG"),
         ("MODEL_API_BASE", "localhost:11434", "http:// or https://"),
         ("SANDBOX_CONCURRENCY", "0", "positive integer"),
+        ("WEBHOOK_ALLOW_PRIVATE", "maybe", "1 or 0"),
+        ("WEBHOOK_TIMEOUT_S", "0", "positive number"),
+        ("WEBHOOK_CONCURRENCY", "0", "positive integer"),
+        ("WEBHOOK_POLL_MS", "1s", "positive integer"),
+        ("WEBHOOK_ROTATION_GRACE_S", "-1", "non-negative integer"),
+        ("WEBHOOK_MAX_ENDPOINTS", "0", "positive integer"),
     ],
 )
 def test_malformed_value_names_the_variable_and_what_was_expected(

@@ -8,7 +8,7 @@ The sessions list pages by ``(interview_id, started_at, id)`` by default, the
 interviews list by ``(org, created_at, id)``: an index for each.
 
 Revision ID: 0008_recruiter_api
-Revises: 0005
+Revises: 0007
 Create Date: 2027-01-08
 """
 
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_recruiter_api"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
 
