@@ -39,16 +39,21 @@ Cursor = Annotated[
 Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 
 
+# The attributes' docstrings are their descriptions in the OpenAPI document.
 class _Answer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class _Query(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, use_attribute_docstrings=True
+    )
 
 
 # -- operations -----------------------------------------------------------------------

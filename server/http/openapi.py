@@ -50,7 +50,7 @@ class Access(enum.Enum):
 
 
 class Problem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     path: str
     """The wrong field, dotted (``questions.0.points``); ``(root)`` for the whole."""
@@ -60,12 +60,12 @@ class Problem(BaseModel):
 class ErrorBody(BaseModel):
     """Every error answer; some codes add details (``problems``, ``limit``)."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
     error: str
-    """A stable code: ``unauthenticated``, ``forbidden``, ``not_found``,
-    ``bad_request``, ``too_large``, ``invalid_request``, ``invalid_definition``,
-    ``conflict``, ``quota_exceeded``, ``unavailable``, ``internal``."""
+    """A stable code: unauthenticated, forbidden, not_found, method_not_allowed,
+    bad_request, too_large, invalid_request, invalid_definition, conflict,
+    quota_exceeded, unavailable, internal."""
     message: str
     problems: list[Problem] | None = None
     """422: every wrong field."""
