@@ -1,8 +1,9 @@
 """Who may start, restart or attach to an attempt (PROTOCOL.md section 1, ``start``,
 ``restart``, ``resume``).
 
-The shell gathers the facts (the interview, is the candidate invited, what is in
-progress, how many attempts were used, a fresh session id, the time) and
+The shell gathers the facts (the interview, is the candidate invited and not revoked,
+was the interview archived, what is in progress, how many attempts were used, a fresh
+session id, the time) and
 :func:`admit_start` / :func:`admit_restart` decide: the new :class:`Attempt` to store,
 or the :class:`Refusal` to send. :func:`decide_start` and :func:`decide_restart` are
 the refusal rules alone. :func:`decide_attach` says how ``resume`` may take the
@@ -23,10 +24,20 @@ from protocol.ids import InterviewId, Millis, SessionId, UserId
 
 @dataclass(frozen=True, slots=True)
 class Refusal:
-    """Why a request was refused, as the ``error`` frame will say it."""
+    """Why a request was refused, as the ``error`` frame will say it;
+    ``not_available`` says when the interview opens or closed."""
 
     code: ErrorCode
     message: str
+    opens_at: Millis | None = None
+    closes_at: Millis | None = None
+
+
+def archived(archived_at: Millis) -> Refusal:
+    """An archived interview takes no new attempts: it closed when it was archived,
+    for good (``not_available`` with ``closes_at``)."""
+    message = "this interview is closed: it takes no new attempts"
+    return Refusal(ErrorCode.NOT_AVAILABLE, message, closes_at=archived_at)
 
 
 NOT_FOUND = Refusal(ErrorCode.NOT_FOUND, "no such interview, or you are not invited")
@@ -42,18 +53,28 @@ LOCKED = Refusal(
 
 
 def decide_start(
-    *, invited: bool, active: Attempt | None, used: int, max_attempts: int
+    *,
+    invited: bool,
+    active: Attempt | None,
+    used: int,
+    max_attempts: int,
+    archived_at: Millis | None = None,
 ) -> Refusal | None:
     """May the candidate start a new attempt?
 
     Args:
-        invited: the interview exists and the candidate is invited to it.
+        invited: the interview exists and the candidate is invited to it (a revoked
+            invitation is none): else ``not_found``, whatever else holds, so that
+            nobody learns of interviews they are not invited to.
         active: the candidate's attempt in progress (of any interview), after expiry.
         used: attempts of this interview already made, abandoned ones included.
         max_attempts: the interview's limit.
+        archived_at: when the interview was archived, if it was: ``not_available``.
     """
     if not invited:
         return NOT_FOUND
+    if archived_at is not None:
+        return archived(archived_at)
     if active is not None and active.in_progress:
         return IN_PROGRESS
     if used >= max_attempts:
@@ -62,11 +83,25 @@ def decide_start(
 
 
 def decide_restart(
-    *, active: Attempt | None, used: int, max_attempts: int
+    *,
+    active: Attempt | None,
+    used: int,
+    max_attempts: int,
+    invited: bool = True,
+    archived_at: Millis | None = None,
 ) -> Refusal | None:
-    """May the candidate abandon ``active`` and start the same interview again?"""
+    """May the candidate abandon ``active`` and start the same interview again?
+
+    Start Over makes a new attempt, so it is refused like ``start`` when the
+    invitation was revoked (``not_found``) or the interview archived
+    (``not_available``); ``active`` then goes on, attached.
+    """
     if active is None or not active.in_progress:
         return NO_ACTIVE
+    if not invited:
+        return NOT_FOUND
+    if archived_at is not None:
+        return archived(archived_at)
     if used >= max_attempts:
         return EXHAUSTED
     return None
@@ -82,22 +117,26 @@ def admit_start(
     used: int,
     session_id: SessionId,
     now: Millis,
+    archived_at: Millis | None = None,
 ) -> Attempt | Refusal:
-    """Start attempt ``used + 1`` of an interview, or say why not.
+    """Start attempt ``used + 1`` of an interview, or say why not
+    (:func:`decide_start`).
 
     Args:
         definition: the interview, ``None`` when there is no such interview.
-        invited: the candidate is invited to it.
+        invited: the candidate is invited to it, and the invitation not revoked.
         active: the candidate's attempt in progress (of any interview), after expiry.
         used: attempts of this interview already made, abandoned ones included.
         session_id: the id the new attempt gets.
         now: when it starts.
+        archived_at: when the interview was archived, if it was.
     """
     refusal = decide_start(
         invited=definition is not None and invited,
         active=active,
         used=used,
         max_attempts=definition.settings.max_attempts if definition else 0,
+        archived_at=archived_at,
     )
     if refusal is not None:
         return refusal
@@ -121,8 +160,11 @@ def admit_restart(
     used: int,
     session_id: SessionId,
     now: Millis,
+    invited: bool = True,
+    archived_at: Millis | None = None,
 ) -> Attempt | Refusal:
-    """Start Over: the attempt that replaces ``active``, or why not.
+    """Start Over: the attempt that replaces ``active``, or why not
+    (:func:`decide_restart`).
 
     The new attempt has the same questions, title and grace as ``active`` (what the
     candidate was shown), and the next number; ``active`` is abandoned by the shell
@@ -133,9 +175,17 @@ def admit_restart(
         definition: its interview, ``None`` when it no longer exists: then no
             attempt is left.
         used: attempts of that interview already made.
+        invited: the candidate's invitation to it stands (not revoked).
+        archived_at: when that interview was archived, if it was.
     """
     max_attempts = definition.settings.max_attempts if definition else 0
-    refusal = decide_restart(active=active, used=used, max_attempts=max_attempts)
+    refusal = decide_restart(
+        active=active,
+        used=used,
+        max_attempts=max_attempts,
+        invited=invited,
+        archived_at=archived_at,
+    )
     if refusal is not None:
         return refusal
     assert active is not None  # decide_restart refuses without an active attempt

@@ -481,9 +481,20 @@ class CandidateProtocol:
         self.phase = Phase.ATTACHED
         self._announce(attempt, now)
 
-    def receive_refused(self, code: ErrorCode, message: str) -> None:
-        """Starting, resuming or restarting was refused with ``code``."""
-        self._error(code, message)
+    def receive_refused(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        opens_at: Millis | None = None,
+        closes_at: Millis | None = None,
+    ) -> None:
+        """Starting, resuming or restarting was refused with ``code``; a
+        ``not_available`` refusal says when the interview opens or closed."""
+        error = Error(
+            code=code, message=message, opens_at=opens_at, closes_at=closes_at
+        )
+        self._messages.append(serialize(error))
 
     def receive_persisted(self, now: Millis) -> None:
         """The pending guarded write committed: adopt it and release its replies."""

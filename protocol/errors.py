@@ -27,6 +27,7 @@ class ErrorCode(enum.StrEnum):
     TOO_LATE = "too_late"
     ANSWER_TOO_LONG = "answer_too_long"
     RATE_LIMITED = "rate_limited"
+    NOT_AVAILABLE = "not_available"
     INTERNAL = "internal"
 
 

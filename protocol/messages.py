@@ -321,6 +321,11 @@ class Error(Frame):
     code: ErrorCode
     message: str
     ref: str | int | None = None
+    opens_at: int | None = None
+    """``not_available`` only: when the interview opens (epoch ms)."""
+    closes_at: int | None = None
+    """``not_available`` only: when it closed (epoch ms); an archived interview
+    closed when it was archived."""
 
 
 # -- server -> client on the monitor socket -------------------------------------------
@@ -510,10 +515,17 @@ ServerFrame = Annotated[
 ]
 
 
+_OPTIONAL_ERROR_FIELDS = ("ref", "opens_at", "closes_at")
+
+
 def serialize(frame: Frame) -> str:
-    """The JSON text of a server frame (``ref`` omitted from errors without one)."""
-    if isinstance(frame, Error) and frame.ref is None:
-        return frame.model_dump_json(exclude={"ref"})
+    """The JSON text of a server frame (an error's ``ref``, ``opens_at`` and
+    ``closes_at`` omitted when it has none)."""
+    if isinstance(frame, Error):
+        absent = {
+            name for name in _OPTIONAL_ERROR_FIELDS if getattr(frame, name) is None
+        }
+        return frame.model_dump_json(exclude=absent)
     return frame.model_dump_json()
 
 

@@ -36,6 +36,7 @@ from server.monitor.connection import monitor_endpoint
 from server.services import Check, Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
+from server.storage.catalogue import Catalogue
 from server.storage.database import Database
 from server.storage.events import EventLog
 from server.storage.results import ResultsStore
@@ -110,6 +111,7 @@ def create_app(
         clock=clock,
         storage=storage,
         results=results,
+        catalogue=Catalogue(storage.database),
         lock=lock,
         bus=bus,
         grading=grading.service,

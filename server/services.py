@@ -19,6 +19,7 @@ from server.descriptors import DescriptorGuard
 from server.metrics import Metrics
 from server.settings import Settings
 from server.storage.attempts import Storage
+from server.storage.catalogue import Catalogue
 from server.storage.events import EventLog
 from server.storage.results import ResultsStore
 from server.storage.webhooks import WebhookStore
@@ -86,6 +87,8 @@ class Services:
     clock: Clock
     storage: Storage
     results: ResultsStore
+    catalogue: Catalogue
+    """The recruiters' lists and their changes (archive, revoke)."""
     lock: SessionLock
     bus: EventBus
     grading: GradingPort

@@ -17,6 +17,7 @@ tests sharing one Redis never see each other's keys.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -93,21 +94,29 @@ def _template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture
-def database_url(_template: str, tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for one test; see the module docstring."""
+@contextlib.contextmanager
+def fresh_database(template: str, folder: Path) -> Iterator[str]:
+    """A copy of the migrated ``template``: a SQLite file in ``folder``, or a new
+    database on the ``DATABASE_URL`` server, dropped on the way out."""
     server_url = os.environ.get("DATABASE_URL")
     if not server_url:
-        path = tmp_path / "test.db"
-        shutil.copyfile(_template, path)
+        path = folder / "test.db"
+        shutil.copyfile(template, path)
         yield f"sqlite:///{path}"
         return
     name = f"t_{uuid.uuid4().hex[:12]}"
-    run(_execute(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{_template}"'))
+    run(_execute(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
     try:
         yield _database_named(server_url, name)
     finally:
         run(_execute(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def database_url(_template: str, tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for one test; see the module docstring."""
+    with fresh_database(_template, tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

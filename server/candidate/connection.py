@@ -367,7 +367,12 @@ class CandidateConnection:
         self.protocol.receive_changed(fresh, now)
 
     def _refuse(self, refusal: Refusal) -> None:
-        self.protocol.receive_refused(refusal.code, refusal.message)
+        self.protocol.receive_refused(
+            refusal.code,
+            refusal.message,
+            opens_at=refusal.opens_at,
+            closes_at=refusal.closes_at,
+        )
 
     # -- attaching ----------------------------------------------------------------
 

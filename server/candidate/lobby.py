@@ -52,6 +52,7 @@ class Lobby:
             used=await storage.count_attempts(interview_id, self.user_id),
             session_id=new_session_id(),
             now=now,
+            archived_at=await storage.archived_at(interview_id),
         )
         if isinstance(outcome, Refusal):
             return outcome
@@ -69,18 +70,23 @@ class Lobby:
         free (not held by a live connection) to be abandoned.
         """
         active = await self.active(now)
-        definition, used = None, 0
+        definition, used, invited, archived_at = None, 0, False, None
         if active is not None:
             interview_id = active.interview_id
-            interview = await self.storage.get_interview(interview_id)
+            storage = self.storage
+            interview = await storage.get_interview(interview_id)
             definition = interview.definition if interview else None
-            used = await self.storage.count_attempts(interview_id, self.user_id)
+            used = await storage.count_attempts(interview_id, self.user_id)
+            invited = await storage.is_invited(interview_id, self.user_id)
+            archived_at = await storage.archived_at(interview_id)
         new = admission.admit_restart(
             active=active,
             definition=definition,
             used=used,
             session_id=new_session_id(),
             now=now,
+            invited=invited,
+            archived_at=archived_at,
         )
         if isinstance(new, Refusal):
             return new

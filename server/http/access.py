@@ -8,15 +8,20 @@ like a missing one.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import re
+from collections.abc import Iterator, Mapping
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import from_json
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from protocol.ids import InterviewId
 from server.auth import Claims, Role, TokenRules, bearer_claims
 from server.http.errors import ApiError
+from server.http.openapi import is_list
 from server.services import Services
 from server.storage.attempts import InterviewRecord
 
@@ -24,6 +29,7 @@ from server.storage.attempts import InterviewRecord
 MAX_BODY_BYTES = 8 * 1024 * 1024
 # The ids this server makes are uuid4().hex; tests and imports use short words.
 _ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+Model = TypeVar("Model", bound=BaseModel)
 # "\u0000" in a JSON string (an odd number of backslashes before the u): PostgreSQL
 # text cannot hold NUL, so it is refused for every database alike.
 _NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -113,3 +119,47 @@ def problems(exc: ValidationError) -> list[dict[str, str]]:
         }
         for error in exc.errors()
     ]
+
+
+def parsed_query(request: Request, model: type[Model]) -> Model:
+    """The query string as ``model``, or 422 ``invalid_request`` with the paths of
+    the wrong parameters; a repeatable one takes every value, another the last."""
+    params = request.query_params
+    values: dict[str, object] = {}
+    for name in model.model_fields:
+        if is_list(model, name):
+            if name in params:
+                values[name] = params.getlist(name)
+        elif name in params:
+            values[name] = params[name]
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        message = "the query parameters are not valid"
+        raise ApiError(422, "invalid_request", message, problems=problems(exc)) from exc
+
+
+async def parsed_body(request: Request, model: type[Model], message: str) -> Model:
+    """The JSON body as ``model`` (400 and 413 as :func:`json_body`), or 422
+    ``invalid_request`` with the paths of the wrong fields and ``message``."""
+    body = await json_body(request)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid_request", message, problems=problems(exc)) from exc
+
+
+def reply(
+    body: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(body.model_dump(mode="json"), status, headers=headers)
+
+
+@contextlib.contextmanager
+def cursor_checked(name: str = "cursor") -> Iterator[None]:
+    """A list's cursor that its store refused (:class:`ValueError`) is 422."""
+    try:
+        yield
+    except ValueError as exc:
+        problem = {"path": name, "message": str(exc)}
+        raise ApiError(422, "invalid_request", str(exc), problems=[problem]) from exc

@@ -6,6 +6,8 @@ goes to ``Starlette(exception_handlers=...)`` and :data:`middleware` to
 ``Starlette(middleware=...)``:
 
 * :class:`ApiError`: what the route decided (status, code, message);
+* Starlette's :class:`~starlette.exceptions.HTTPException` (no such route, a method
+  the route does not take): its status, ``not_found`` or ``method_not_allowed``;
 * :class:`~server.auth.AuthError`: 401 ``unauthenticated`` with its reason;
 * :class:`~server.errors.NotFound`: 404 ``not_found`` with its message;
 * :class:`~server.errors.QuotaExceeded`: 409 ``quota_exceeded`` with its message and
@@ -17,8 +19,10 @@ goes to ``Starlette(exception_handlers=...)`` and :data:`middleware` to
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.requests import Request
@@ -36,16 +40,28 @@ __all__ = ["ApiError", "exception_handlers", "middleware"]
 class ApiError(ServerError):
     """An error answer: HTTP status, a stable ``error`` code and a message."""
 
-    def __init__(self, status: int, code: str, message: str, **extra: object) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        **extra: object,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers
         self.extra = extra
 
     def response(self) -> JSONResponse:
         body = {"error": self.code, "message": self.message, **self.extra}
-        return JSONResponse(body, status_code=self.status)
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+_ROUTING_CODES = {404: "not_found", 405: "method_not_allowed"}
 
 
 def answer(request: Request, exc: Exception) -> ApiError:
@@ -53,6 +69,9 @@ def answer(request: Request, exc: Exception) -> ApiError:
     match exc:
         case ApiError():
             return exc
+        case HTTPException(status_code=status, detail=detail, headers=headers):
+            code = _ROUTING_CODES.get(status, "bad_request")
+            return ApiError(status, code, str(detail).lower(), headers=headers)
         case AuthError(reason=reason):
             return ApiError(401, "unauthenticated", reason)
         case NotFound():
@@ -79,6 +98,7 @@ async def error_response(request: Request, exc: Exception) -> Response:
 
 exception_handlers: dict[Any, ExceptionHandler] = {
     ApiError: error_response,
+    HTTPException: error_response,
     AuthError: error_response,
     NotFound: error_response,
     QuotaExceeded: error_response,

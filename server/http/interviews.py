@@ -1,39 +1,54 @@
-"""The interview API (PRODUCT.md section 3): staff create interviews and invite
-candidates; a candidate asks for the attempt in progress."""
+"""The interview API (PRODUCT.md section 3): staff create, list, read and archive
+interviews; a candidate asks for the attempt in progress.
+
+An archived interview takes no new attempts (``start`` and ``restart`` answer
+``not_available`` with ``closes_at``, protocol/admission.py) and is still listed and
+read with its results; unarchiving opens it again.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
 
 from protocol import frames
-from protocol.definition import DefinitionError, parse_definition
-from protocol.ids import UserId
+from protocol.definition import DefinitionError, InterviewDefinition, parse_definition
+from protocol.ids import Millis
 from server.auth import Role
 from server.http.access import (
     caller,
+    cursor_checked,
     json_body,
     org,
     own_interview,
-    problems,
+    parsed_query,
+    reply,
     services,
     staff,
 )
+from server.http.bodies import (
+    Active,
+    InterviewDetail,
+    InterviewList,
+    InterviewListQuery,
+    InterviewSummary,
+)
 from server.http.errors import ApiError
-from server.storage.attempts import InterviewRecord, Invitee, Quota
+from server.http.openapi import Access, ErrorBody, Operation, Reply
+from server.storage.attempts import InterviewRecord, Quota
+from server.storage.catalogue import InterviewQuery
+
+TAG = "interviews"
 
 
-def _summary(record: InterviewRecord) -> dict[str, object]:
-    return {
-        "id": record.id,
-        "title": record.definition.title,
-        "question_count": len(record.definition.questions),
-        "created_at": record.created_at,
-    }
+def _summary(record: InterviewRecord, archived_at: Millis | None) -> InterviewSummary:
+    return InterviewSummary(
+        id=record.id,
+        title=record.definition.title,
+        question_count=len(record.definition.questions),
+        created_at=record.created_at,
+        archived_at=archived_at,
+    )
 
 
 async def create_interview(request: Request) -> Response:
@@ -62,71 +77,49 @@ async def create_interview(request: Request) -> Response:
         ),
     )
     headers = {"Location": f"/api/interviews/{record.id}"}
-    return JSONResponse(_summary(record), status_code=201, headers=headers)
+    return reply(_summary(record, None), 201, headers)
 
 
 async def list_interviews(request: Request) -> Response:
     claims = staff(request)
-    records = await services(request).storage.list_interviews(org(claims))
-    return JSONResponse({"interviews": [_summary(record) for record in records]})
+    query = parsed_query(request, InterviewListQuery)
+    selected = InterviewQuery(
+        archived=query.archived,
+        sort=query.sort,
+        order=query.order,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    with cursor_checked():
+        page = await services(request).catalogue.interview_page(org(claims), selected)
+    items = [_summary(item.record, item.archived_at) for item in page.items]
+    return reply(InterviewList(interviews=items, next=page.next))
 
 
 async def get_interview(request: Request) -> Response:
     record = await own_interview(request, staff(request))
-    body = {
-        **_summary(record),
-        "org": record.org,
-        "created_by": record.created_by,
-        # Includes answer keys, sample solutions and tests: staff only.
-        "definition": record.definition.model_dump(mode="json"),
-    }
-    return JSONResponse(body)
+    archived_at = await services(request).storage.archived_at(record.id)
+    summary = _summary(record, archived_at)
+    detail = InterviewDetail(
+        **summary.model_dump(),
+        org=record.org,
+        created_by=record.created_by,
+        definition=record.definition,
+    )
+    return reply(detail)
 
 
-# -- invitations ----------------------------------------------------------------------
-
-_Email = Annotated[
-    str, StringConstraints(max_length=320, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-]
-
-
-class _Candidate(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: Annotated[str, StringConstraints(min_length=1, max_length=200)]
-    name: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    email: _Email | None = None
-
-
-class _Invitations(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    candidates: Annotated[list[_Candidate], Field(min_length=1, max_length=10_000)]
-
-
-async def invite(request: Request) -> Response:
+async def archive(request: Request) -> Response:
     record = await own_interview(request, staff(request))
-    body = await json_body(request)
-    try:
-        invitations = _Invitations.model_validate(body)
-    except ValidationError as exc:
-        raise ApiError(
-            422,
-            "invalid_request",
-            "the invitation list is not valid",
-            problems=problems(exc),
-        ) from exc
-    # The same candidate listed twice is invited once; the last entry wins.
-    by_id = {candidate.id: candidate for candidate in invitations.candidates}
-    invitees = [
-        Invitee(id=UserId(c.id), name=c.name, email=c.email) for c in by_id.values()
-    ]
     shared = services(request)
-    await shared.storage.invite(record.id, invitees, shared.clock())
-    return JSONResponse({"invited": len(invitees)}, status_code=201)
+    archived_at = await shared.catalogue.set_archived(record.id, shared.clock())
+    return reply(_summary(record, archived_at))
 
 
-# -- candidate ------------------------------------------------------------------------
+async def unarchive(request: Request) -> Response:
+    record = await own_interview(request, staff(request))
+    await services(request).catalogue.set_archived(record.id, None)
+    return reply(_summary(record, None))
 
 
 async def active(request: Request) -> Response:
@@ -134,17 +127,81 @@ async def active(request: Request) -> Response:
     shared = services(request)
     attempt = await shared.storage.active_attempt(claims.sub)
     now = shared.clock()
-    session = frames.active_session(attempt, now)
-    body = session.model_dump(mode="json") if session else None
-    return JSONResponse({"active_session": body, "server_time": now})
+    return reply(
+        Active(active_session=frames.active_session(attempt, now), server_time=now)
+    )
 
 
-def interview_routes() -> list[BaseRoute]:
+def interview_operations() -> list[Operation]:
+    one = "/api/interviews/{interview_id}"
     return [
-        Route("/api/interviews", create_interview, methods=["POST"]),
-        Route("/api/interviews", list_interviews, methods=["GET"]),
+        Operation(
+            "POST",
+            "/api/interviews",
+            create_interview,
+            "Create an interview from a definition",
+            Access.STAFF,
+            (
+                Reply(
+                    201,
+                    "Created",
+                    InterviewSummary,
+                    headers={"Location": "the interview's path"},
+                ),
+                Reply(409, "The organisation is at its quota (`limit`)", ErrorBody),
+            ),
+            TAG,
+            body=InterviewDefinition,
+            description="A definition that does not validate is 422 "
+            "`invalid_definition` with the path of every wrong field.",
+        ),
+        Operation(
+            "GET",
+            "/api/interviews",
+            list_interviews,
+            "The organisation's interviews, a page at a time",
+            Access.STAFF,
+            (Reply(200, "A page", InterviewList),),
+            TAG,
+            query=InterviewListQuery,
+        ),
         # Before /{interview_id}, which would otherwise match "active".
-        Route("/api/interviews/active", active, methods=["GET"]),
-        Route("/api/interviews/{interview_id}", get_interview, methods=["GET"]),
-        Route("/api/interviews/{interview_id}/invitations", invite, methods=["POST"]),
+        Operation(
+            "GET",
+            "/api/interviews/active",
+            active,
+            "The candidate's attempt in progress (the data of `hello`)",
+            Access.CANDIDATE,
+            (Reply(200, "The attempt in progress, or null", Active),),
+            TAG,
+        ),
+        Operation(
+            "GET",
+            one,
+            get_interview,
+            "One interview with its answer keys",
+            Access.STAFF,
+            (Reply(200, "The interview", InterviewDetail),),
+            TAG,
+        ),
+        Operation(
+            "POST",
+            f"{one}/archive",
+            archive,
+            "Archive: no new attempts (the first archive time stays)",
+            Access.STAFF,
+            (Reply(200, "Archived", InterviewSummary),),
+            TAG,
+            description="Attempts in progress run to their end; `start` and "
+            "`restart` answer `not_available` with `closes_at`.",
+        ),
+        Operation(
+            "DELETE",
+            f"{one}/archive",
+            unarchive,
+            "Unarchive: new attempts again",
+            Access.STAFF,
+            (Reply(200, "Not archived", InterviewSummary),),
+            TAG,
+        ),
     ]

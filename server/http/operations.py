@@ -11,10 +11,11 @@ from collections.abc import Awaitable
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from protocol.messages import frame_schemas
-from server.http.access import services
+from server.http.access import reply, services
+from server.http.bodies import Health, Readiness
+from server.http.openapi import Access, Operation, Reply
 from server.storage.attempts import Storage
 
 logger = logging.getLogger(__name__)
@@ -22,8 +23,12 @@ logger = logging.getLogger(__name__)
 READY_TIMEOUT_S = 5.0
 
 
+TAG = "operations"
+JSON_OBJECT = {"type": "object"}
+
+
 async def healthz(request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+    return reply(Health())
 
 
 async def readyz(request: Request) -> Response:
@@ -32,11 +37,11 @@ async def readyz(request: Request) -> Response:
     for name, check in shared.readiness.items():
         checks[name] = await _check(check(), name)
     ready = all(checks.values())
-    body = {
-        "status": "ok" if ready else "unavailable",
-        "checks": {name: "ok" if ok else "failed" for name, ok in checks.items()},
-    }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    body = Readiness(
+        status="ok" if ready else "unavailable",
+        checks={name: "ok" if ok else "failed" for name, ok in checks.items()},
+    )
+    return reply(body, 200 if ready else 503)
 
 
 async def _database_ready(storage: Storage) -> bool:
@@ -67,10 +72,52 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=CONTENT_TYPE_LATEST)
 
 
-def operation_routes() -> list[BaseRoute]:
+def operation_operations() -> list[Operation]:
     return [
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-        Route("/protocol.schema.json", protocol_schema, methods=["GET"]),
-        Route("/metrics", metrics, methods=["GET"]),
+        Operation(
+            "GET",
+            "/healthz",
+            healthz,
+            "The process is up",
+            Access.PUBLIC,
+            (Reply(200, "Up", Health),),
+            TAG,
+        ),
+        Operation(
+            "GET",
+            "/readyz",
+            readyz,
+            "The database and the broker (and Redis) answer",
+            Access.PUBLIC,
+            (
+                Reply(200, "Ready", Readiness),
+                Reply(503, "A check failed: it is named", Readiness),
+            ),
+            TAG,
+        ),
+        Operation(
+            "GET",
+            "/protocol.schema.json",
+            protocol_schema,
+            "JSON Schema of every WebSocket frame",
+            Access.PUBLIC,
+            (Reply(200, "JSON Schema 2020-12", schema=JSON_OBJECT),),
+            TAG,
+        ),
+        Operation(
+            "GET",
+            "/metrics",
+            metrics,
+            "Prometheus metrics",
+            Access.PUBLIC,
+            (
+                Reply(
+                    200,
+                    "The text exposition format",
+                    media_type="text/plain",
+                    schema={"type": "string"},
+                ),
+            ),
+            TAG,
+        ),
     ]

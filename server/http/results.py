@@ -10,30 +10,40 @@ import csv
 import io
 import re
 from dataclasses import asdict
-from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.responses import Response
 
 from protocol.ids import InterviewId, SessionId
 from server.auth import Claims
 from server.http.access import (
-    json_body,
+    cursor_checked,
     own_interview,
+    parsed_body,
+    parsed_query,
     path_id,
-    problems,
+    reply,
     services,
     staff,
 )
-from server.http.errors import ApiError
-from server.storage.attempts import InterviewRecord
-from server.storage.results import (
-    AUDIT_PAGE,
-    MAX_AUDIT_PAGE,
+from server.http.bodies import (
     AuditPage,
+    AuditQuery,
+    Override,
+    Reevaluation,
     SessionDetail,
+    SessionItem,
+    SessionList,
+    SessionListQuery,
+)
+from server.http.errors import ApiError
+from server.http.openapi import Access, ErrorBody, Operation, Reply
+from server.storage.attempts import InterviewRecord
+from server.storage.catalogue import SessionQuery
+from server.storage.results import (
+    MAX_AUDIT_PAGE,
+    AuditPage as StoredAuditPage,
+    SessionDetail as StoredDetail,
     SessionSummary,
 )
 
@@ -44,6 +54,7 @@ CSV_COLUMNS = (
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _INDEX = re.compile(r"[0-9]{1,6}")
+TAG = "results"
 
 
 def _actor(claims: Claims) -> str:
@@ -52,7 +63,7 @@ def _actor(claims: Claims) -> str:
 
 async def _own_session(
     request: Request, claims: Claims
-) -> tuple[InterviewRecord, SessionDetail]:
+) -> tuple[InterviewRecord, StoredDetail]:
     """The attempt of the path, when its interview belongs to the caller's org."""
     session_id = SessionId(path_id(request, "session_id"))
     shared = services(request)
@@ -69,71 +80,74 @@ async def _own_session(
 
 async def list_sessions(request: Request) -> Response:
     interview = await own_interview(request, staff(request))
-    sessions = await services(request).results.list_sessions(interview.id)
-    return JSONResponse({"sessions": [asdict(session) for session in sessions]})
+    query = parsed_query(request, SessionListQuery)
+    selected = SessionQuery(
+        statuses=tuple(query.status),
+        evaluations=tuple(query.evaluation),
+        recommendations=tuple(query.recommendation),
+        candidate=query.candidate,
+        sort=query.sort,
+        order=query.order,
+        limit=query.limit,
+        cursor=query.cursor,
+    )
+    with cursor_checked():
+        page = await services(request).catalogue.session_page(interview.id, selected)
+    items = [
+        SessionItem(**asdict(item.summary), evaluation=item.evaluation)
+        for item in page.items
+    ]
+    return reply(SessionList(sessions=items, next=page.next))
 
 
 async def get_session(request: Request) -> Response:
     _, detail = await _own_session(request, staff(request))
-    return JSONResponse(_detail_json(detail))
+    return reply(_detail(detail))
 
 
 async def get_audit(request: Request) -> Response:
     """A page of the attempt's audit log after the cursor ``after``."""
     claims = staff(request)
     session_id = SessionId(path_id(request, "session_id"))
-    limit = _page_limit(request.query_params.get("limit"))
-    after = request.query_params.get("after") or None
+    query = parsed_query(request, AuditQuery)
+    limit = min(query.limit, MAX_AUDIT_PAGE)
     shared = services(request)
-    try:
-        page = await shared.results.audit_page(session_id, after=after, limit=limit)
-    except ValueError as exc:
-        raise ApiError(422, "invalid_request", str(exc)) from exc
+    with cursor_checked("after"):
+        page = await shared.results.audit_page(
+            session_id, after=query.after, limit=limit
+        )
     if page is None or not await _in_org(request, page, claims):
         raise ApiError(404, "not_found", f"no session {session_id!r}")
-    audit = [asdict(line) for line in page.audit]
-    return JSONResponse({"session_id": session_id, "audit": audit, "next": page.next})
+    body = AuditPage(session_id=session_id, audit=list(page.audit), next=page.next)
+    return reply(body)
 
 
-async def _in_org(request: Request, page: AuditPage, claims: Claims) -> bool:
+async def _in_org(request: Request, page: StoredAuditPage, claims: Claims) -> bool:
     interview_id = InterviewId(page.interview_id)
     interview = await services(request).storage.get_interview(interview_id)
     return interview is not None and interview.org == claims.org
 
 
-def _page_limit(raw: str | None) -> int:
-    """``limit`` from 1 up; more than :data:`MAX_AUDIT_PAGE` is that many."""
-    if raw is None:
-        return AUDIT_PAGE
-    digits = raw.lstrip("0")
-    if not raw.isascii() or not raw.isdigit() or not digits:
-        message = f"expected a limit from 1 to {MAX_AUDIT_PAGE}, got {raw[:40]!r}"
-        raise ApiError(422, "invalid_request", message)
-    return MAX_AUDIT_PAGE if len(digits) > 9 else min(int(digits), MAX_AUDIT_PAGE)
-
-
-def _detail_json(detail: SessionDetail) -> dict[str, object]:
-    body = asdict(detail)
-    return {**body.pop("session"), **body}
-
-
-class _Override(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    score: Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
-    note: Annotated[str, StringConstraints(max_length=2000)] = ""
+def _detail(detail: StoredDetail) -> SessionDetail:
+    return SessionDetail(
+        **asdict(detail.session),
+        summary=detail.summary,
+        summary_model=detail.summary_model,
+        summary_prompt_version=detail.summary_prompt_version,
+        summary_raw=detail.summary_raw,
+        answers=list(detail.answers),
+        audit=list(detail.audit),
+        audit_next=detail.audit_next,
+        late_answers=list(detail.late_answers),
+    )
 
 
 async def override(request: Request) -> Response:
     claims = staff(request)
     interview, detail = await _own_session(request, claims)
     index = _question_index(request, interview)
-    body = await json_body(request)
-    try:
-        change = _Override.model_validate(body)
-    except ValidationError as exc:
-        message = "expected {'score': number, 'note': text}"
-        raise ApiError(422, "invalid_request", message, problems=problems(exc)) from exc
+    message = "expected {'score': number, 'note': text}"
+    change = await parsed_body(request, Override, message)
     points = interview.definition.questions[index].points
     if change.score > points:
         message = f"expected a score from 0 to {points:g}, got {change.score:g}"
@@ -150,7 +164,7 @@ async def override(request: Request) -> Response:
     )
     updated = await shared.results.session_detail(session_id)
     assert updated is not None, "attempts are never deleted"
-    return JSONResponse(_detail_json(updated))
+    return reply(_detail(updated))
 
 
 def _question_index(request: Request, interview: InterviewRecord) -> int:
@@ -171,7 +185,7 @@ async def reevaluate(request: Request) -> Response:
         status = detail.session.status
         message = f"expected a completed or evaluated attempt, it is {status}"
         raise ApiError(409, "conflict", message)
-    return JSONResponse({"session_id": session_id, "status": "completed"}, 202)
+    return reply(Reevaluation(session_id=session_id), 202)
 
 
 async def results_csv(request: Request) -> Response:
@@ -208,20 +222,78 @@ def _cell(text: str) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def results_routes() -> list[BaseRoute]:
+def results_operations() -> list[Operation]:
+    sessions = "/api/interviews/{interview_id}/sessions"
+    one = "/api/sessions/{session_id}"
     return [
-        Route(
-            "/api/interviews/{interview_id}/sessions", list_sessions, methods=["GET"]
+        Operation(
+            "GET",
+            sessions,
+            list_sessions,
+            "The interview's attempts (no answers), filtered, sorted, a page at a time",
+            Access.STAFF,
+            (Reply(200, "A page", SessionList),),
+            TAG,
+            query=SessionListQuery,
+            description="Sorted by `sort` then id; attempts without a score sort "
+            "below every score.",
         ),
-        Route(
-            "/api/interviews/{interview_id}/results.csv", results_csv, methods=["GET"]
+        Operation(
+            "GET",
+            "/api/interviews/{interview_id}/results.csv",
+            results_csv,
+            "One row per attempt",
+            Access.STAFF,
+            (
+                Reply(
+                    200,
+                    f"CSV with the columns {', '.join(CSV_COLUMNS)}",
+                    media_type="text/csv",
+                    schema={"type": "string"},
+                    headers={"Content-Disposition": "attachment; filename=..."},
+                ),
+            ),
+            TAG,
         ),
-        Route("/api/sessions/{session_id}", get_session, methods=["GET"]),
-        Route("/api/sessions/{session_id}/audit", get_audit, methods=["GET"]),
-        Route(
-            "/api/sessions/{session_id}/answers/{question_index}/override",
+        Operation(
+            "GET",
+            one,
+            get_session,
+            "One attempt: answers, grades, feedback, summary, the first audit page",
+            Access.STAFF,
+            (Reply(200, "The attempt", SessionDetail),),
+            TAG,
+        ),
+        Operation(
+            "GET",
+            f"{one}/audit",
+            get_audit,
+            "The attempt's audit log after a cursor, oldest first",
+            Access.STAFF,
+            (Reply(200, "A page", AuditPage),),
+            TAG,
+            query=AuditQuery,
+        ),
+        Operation(
+            "POST",
+            f"{one}/answers/{{question_index}}/override",
             override,
-            methods=["POST"],
+            "A recruiter's score beside the model's; totals recomputed",
+            Access.STAFF,
+            (Reply(200, "The attempt", SessionDetail),),
+            TAG,
+            body=Override,
         ),
-        Route("/api/sessions/{session_id}/reevaluate", reevaluate, methods=["POST"]),
+        Operation(
+            "POST",
+            f"{one}/reevaluate",
+            reevaluate,
+            "Grade a completed or evaluated attempt again",
+            Access.STAFF,
+            (
+                Reply(202, "Grading again", Reevaluation),
+                Reply(409, "The attempt is in progress or abandoned", ErrorBody),
+            ),
+            TAG,
+        ),
     ]

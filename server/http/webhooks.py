@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Annotated, TypeVar
 
 from pydantic import (
@@ -27,7 +26,6 @@ from pydantic import (
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from protocol.webhooks.address import target
 from protocol.webhooks.events import EventType
@@ -35,8 +33,17 @@ from protocol.webhooks.schedule import DeliveryStatus
 from protocol.webhooks.signature import SECRET_BYTES, format_secret
 from server.auth import Claims
 from server.errors import AddressRefused, Conflict, ServerError
-from server.http.access import json_body, org, path_id, problems, services, staff
+from server.http.access import (
+    json_body,
+    org,
+    parsed_query,
+    path_id,
+    problems,
+    services,
+    staff,
+)
 from server.http.errors import ApiError
+from server.http.openapi import Access, ErrorBody, Operation, Reply
 from server.storage.webhooks import (
     DELIVERY_PAGE,
     MAX_DELIVERY_PAGE,
@@ -139,6 +146,18 @@ class Delivery(BaseModel):
     last_error: str | None
     delivered_at: int | None
     created_at: int
+
+
+class DeliveryQuery(BaseModel):
+    """``GET /api/webhooks/{webhook_id}/deliveries``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    after: Annotated[str, StringConstraints(max_length=2_000)] | None = None
+    """A cursor from ``next``: the page after it."""
+    limit: Annotated[int, Field(ge=1)] = DELIVERY_PAGE
+    """Deliveries per page, 1 up; above ``MAX_DELIVERY_PAGE`` (200) is 200."""
+    status: DeliveryStatus | None = None
 
 
 class DeliveryPage(BaseModel):
@@ -368,16 +387,14 @@ async def list_deliveries(request: Request) -> Response:
     ``next``), ``limit`` (default 50, at most 200), ``status``."""
     claims = staff(request)
     webhook_id = path_id(request, "webhook_id")
-    query = request.query_params
-    limit = _limit(query.get("limit"))
-    status = _status(query.get("status"))
+    query = parsed_query(request, DeliveryQuery)
     try:
         page = await _store(request).deliveries(
             org(claims),
             webhook_id,
-            after=query.get("after") or None,
-            limit=limit,
-            status=status,
+            after=query.after or None,
+            limit=min(query.limit, MAX_DELIVERY_PAGE),
+            status=query.status,
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from exc
@@ -423,63 +440,85 @@ def _delivery_path(request: Request) -> tuple[str, str]:
     return path_id(request, "webhook_id"), path_id(request, "delivery_id")
 
 
-def _limit(raw: str | None) -> int:
-    if raw is None:
-        return DELIVERY_PAGE
-    digits = raw.lstrip("0")
-    if not raw.isascii() or not raw.isdigit() or not digits:
-        message = f"expected a limit from 1 to {MAX_DELIVERY_PAGE}, got {raw[:40]!r}"
-        raise ApiError(422, "invalid_request", message)
-    return MAX_DELIVERY_PAGE if len(digits) > 9 else min(int(digits), MAX_DELIVERY_PAGE)
-
-
-def _status(raw: str | None) -> DeliveryStatus | None:
-    if raw is None:
-        return None
-    try:
-        return DeliveryStatus(raw)
-    except ValueError:
-        known = ", ".join(status.value for status in DeliveryStatus)
-        message = f"expected a status of {known}, got {raw[:40]!r}"
-        raise ApiError(422, "invalid_request", message) from None
-
-
 # -- routes ---------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class RouteSpec:
-    """One route, declared: what it takes and what it answers (for the OpenAPI
-    document)."""
-
-    method: str
-    path: str
-    handler: Callable[[Request], Awaitable[Response]]
-    status: int
-    request: type[BaseModel] | None = None
-    response: type[BaseModel] | None = None
-
-
-_HOOK = "/api/webhooks/{webhook_id}"
-_DELIVERY = _HOOK + "/deliveries/{delivery_id}"
-
-_WITH_SECRET = WebhookWithSecret
 _HOOKS = "/api/webhooks"
-_ROTATE = _HOOK + "/rotate"
-
-ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("POST", _HOOKS, create_webhook, 201, WebhookCreate, _WITH_SECRET),
-    RouteSpec("GET", _HOOKS, list_webhooks, 200, None, WebhookList),
-    RouteSpec("GET", _HOOK, get_webhook, 200, None, Webhook),
-    RouteSpec("PATCH", _HOOK, update_webhook, 200, WebhookUpdate, Webhook),
-    RouteSpec("DELETE", _HOOK, delete_webhook, 204),
-    RouteSpec("POST", _ROTATE, rotate_secret, 200, SecretRotation, _WITH_SECRET),
-    RouteSpec("GET", _HOOK + "/deliveries", list_deliveries, 200, None, DeliveryPage),
-    RouteSpec("GET", _DELIVERY, get_delivery, 200, None, DeliveryDetail),
-    RouteSpec("POST", _DELIVERY + "/redeliver", redeliver, 202, None, Delivery),
-)  # fmt: skip
-"""Every webhook route, with its request and response bodies."""
+_HOOK = _HOOKS + "/{webhook_id}"
+_DELIVERY = _HOOK + "/deliveries/{delivery_id}"
+TAG = "webhooks"
 
 
-def webhook_routes() -> list[BaseRoute]:
-    return [Route(spec.path, spec.handler, methods=[spec.method]) for spec in ROUTES]
+def _operation(
+    method: str,
+    path: str,
+    handler: Callable[[Request], Awaitable[Response]],
+    *replies: Reply,
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    body_required: bool = True,
+) -> Operation:
+    summary = (handler.__doc__ or handler.__name__).split("\n\n")[0]
+    return Operation(
+        method,
+        path,
+        handler,
+        " ".join(summary.split()),
+        Access.STAFF,
+        replies,
+        TAG,
+        body=body,
+        query=query,
+        body_required=body_required,
+    )
+
+
+def webhook_operations() -> list[Operation]:
+    """Every webhook route, with its request and response bodies."""
+    conflict = Reply(
+        409, "An attempt is in flight, or the endpoint is disabled", ErrorBody
+    )
+    return [
+        _operation(
+            "POST",
+            _HOOKS,
+            create_webhook,
+            Reply(201, "Created, with its secret", WebhookWithSecret),
+            Reply(409, "The organisation has its most endpoints", ErrorBody),
+            body=WebhookCreate,
+        ),
+        _operation("GET", _HOOKS, list_webhooks, Reply(200, "Endpoints", WebhookList)),
+        _operation("GET", _HOOK, get_webhook, Reply(200, "The endpoint", Webhook)),
+        _operation(
+            "PATCH",
+            _HOOK,
+            update_webhook,
+            Reply(200, "The endpoint", Webhook),
+            body=WebhookUpdate,
+        ),
+        _operation("DELETE", _HOOK, delete_webhook, Reply(204, "Deleted")),
+        _operation(
+            "POST",
+            _HOOK + "/rotate",
+            rotate_secret,
+            Reply(200, "The endpoint, with its new secret", WebhookWithSecret),
+            body=SecretRotation,
+            body_required=False,
+        ),
+        _operation(
+            "GET",
+            _HOOK + "/deliveries",
+            list_deliveries,
+            Reply(200, "A page, newest first", DeliveryPage),
+            query=DeliveryQuery,
+        ),
+        _operation(
+            "GET", _DELIVERY, get_delivery, Reply(200, "The delivery", DeliveryDetail)
+        ),
+        _operation(
+            "POST",
+            _DELIVERY + "/redeliver",
+            redeliver,
+            Reply(202, "Queued again", Delivery),
+            conflict,
+        ),
+    ]

@@ -103,6 +103,7 @@ class Storage(Protocol):
     async def is_invited(
         self, interview_id: InterviewId, candidate_id: UserId
     ) -> bool: ...
+    async def archived_at(self, interview_id: InterviewId) -> Millis | None: ...
     async def count_attempts(
         self, interview_id: InterviewId, candidate_id: UserId
     ) -> int: ...
@@ -308,18 +309,35 @@ class DatabaseStorage:
         if not unique:
             return
         rows = invitation_rows(interview_id, unique, now)
-        # Inviting again updates the name and email, and keeps the first time.
-        statement = upsert(invitations, rows, ("name", "email"), sqlite=self._sqlite)
+        # Inviting again updates the name and email, restores a revoked invitation,
+        # and keeps the first time.
+        update = ("name", "email", "revoked_at", "revoked_by")
+        statement = upsert(invitations, rows, update, sqlite=self._sqlite)
         async with self.database.transaction() as connection:
             await connection.execute(statement)
 
     @translated
     async def is_invited(self, interview_id: InterviewId, candidate_id: UserId) -> bool:
+        """Whether the candidate is invited and the invitation was not revoked."""
         query = sa.select(invitations.c.candidate_id).where(
             invitations.c.interview_id == interview_id,
             invitations.c.candidate_id == candidate_id,
+            invitations.c.revoked_at.is_(None),
         )
         return await self.database.fetch_one(query) is not None
+
+    @translated
+    async def archived_at(self, interview_id: InterviewId) -> Millis | None:
+        """When the interview was archived; ``None`` if it is not (or not there).
+
+        Read from the database every time, not from the interview cache: another
+        instance may have archived it a moment ago.
+        """
+        query = sa.select(interviews.c.archived_at).where(
+            interviews.c.id == interview_id
+        )
+        value = await self.database.fetch_val(query)
+        return None if value is None else int(value)
 
     @translated
     async def count_attempts(

@@ -45,6 +45,9 @@ interviews = sa.Table(
     sa.Column("definition", sa.Text, nullable=False),
     sa.Column("created_by", sa.Text, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # Migration 0008: an archived interview takes no new attempts (admission.py).
+    sa.Column("archived_at", sa.BigInteger, nullable=True),
+    sa.Index("ix_interviews_org_created", "org", "created_at", "id"),
 )
 
 # Migration 0004: what each organisation stores, counted as interviews are created
@@ -84,6 +87,10 @@ invitations = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("email", sa.Text, nullable=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # Migration 0008: a revoked invitation refuses new attempts; inviting again
+    # restores it.
+    sa.Column("revoked_at", sa.BigInteger, nullable=True),
+    sa.Column("revoked_by", sa.Text, nullable=True),
 )
 
 sessions = sa.Table(
@@ -129,6 +136,9 @@ sessions = sa.Table(
         sqlite_where=COMPLETED,
         postgresql_where=COMPLETED,
     ),
+    # Migration 0008: the recruiters' list pages in this order by default
+    # (server/storage/catalogue.py).
+    sa.Index("ix_sessions_interview_started", "interview_id", "started_at", "id"),
     sa.Index(
         "ux_sessions_in_progress",
         "candidate_id",
@@ -565,6 +575,8 @@ def invitation_rows(
             "name": invitee.name,
             "email": invitee.email,
             "created_at": now,
+            "revoked_at": None,
+            "revoked_by": None,
         }
         for invitee in invitees
     ]

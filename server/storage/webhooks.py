@@ -537,6 +537,9 @@ def _delivery_of(
     return (
         webhook_deliveries.c.id == delivery_id,
         webhook_deliveries.c.endpoint_id == endpoint_id,
+        # The join itself: a select without a FROM of its own (redeliver's) pairs
+        # the delivery with every endpoint of ``org`` otherwise.
+        webhook_endpoints.c.id == webhook_deliveries.c.endpoint_id,
         webhook_endpoints.c.org == org,
     )
 

@@ -22,6 +22,7 @@ from server.cluster.lock import InProcessLock
 from server.metrics import Metrics
 from server.services import Services, Timed
 from server.settings import Settings
+from server.storage.catalogue import Catalogue
 from server.storage.results import ResultsStore
 from tests.fakes.storage import FakeStorage
 
@@ -154,6 +155,7 @@ class FakeServices:
             clock=self.clock,
             storage=self.storage,
             results=cast(ResultsStore, _Absent("results")),
+            catalogue=cast(Catalogue, _Absent("catalogue")),
             lock=self.lock,
             bus=self.bus,
             grading=self.grading,

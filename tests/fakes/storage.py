@@ -48,6 +48,7 @@ Method = Literal[
     "list_interviews",
     "invite",
     "is_invited",
+    "archived_at",
     "count_attempts",
     "active_attempt",
     "load_attempt",
@@ -125,6 +126,8 @@ class FakeStorage:
         self.connected = False
         self.interviews: dict[InterviewId, InterviewRecord] = {}
         self.invitations: dict[tuple[InterviewId, UserId], Invitee] = {}
+        self.archived: dict[InterviewId, Millis] = {}
+        """When interviews were archived (by the recruiters API; tests set it)."""
         self.sessions: dict[SessionId, _Session] = {}
         self.audit: dict[SessionId, list[AuditEntry]] = {}
         self.calls: Counter[Method] = Counter()
@@ -222,6 +225,10 @@ class FakeStorage:
     async def is_invited(self, interview_id: InterviewId, candidate_id: UserId) -> bool:
         await self._enter("is_invited")
         return (interview_id, candidate_id) in self.invitations
+
+    async def archived_at(self, interview_id: InterviewId) -> Millis | None:
+        await self._enter("archived_at")
+        return self.archived.get(interview_id)
 
     async def count_attempts(
         self, interview_id: InterviewId, candidate_id: UserId

@@ -28,6 +28,7 @@ from server.metrics import Metrics
 from server.services import Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage, Storage
+from server.storage.catalogue import Catalogue
 
 pytestmark = pytest.mark.integration
 
@@ -55,6 +56,11 @@ def _app(storage: object, clock: FakeClock, **changes: Any) -> Starlette:
         clock=clock,
         storage=cast(Storage, storage),
         results=UNUSED,
+        catalogue=(
+            Catalogue(storage.database)
+            if isinstance(storage, DatabaseStorage)
+            else cast(Catalogue, storage)
+        ),
         lock=InProcessLock(),
         bus=InProcessBus(),
         grading=UNUSED,
@@ -147,7 +153,7 @@ class UnreachableStorage:
     async def ping(self) -> None:
         raise Unavailable("connection refused")
 
-    async def list_interviews(self, org: str) -> list[object]:
+    async def interview_page(self, org: str, query: object) -> None:
         raise Unavailable("connection refused")
 
     async def active_attempt(self, candidate_id: UserId) -> None:
@@ -485,9 +491,8 @@ async def test_list_shows_only_the_callers_organisation(
         "Full Stack Developer Interview",
         "Backend Interview",
     }
-    assert all(
-        set(item) == {"id", "title", "question_count", "created_at"} for item in listed
-    )
+    fields = {"id", "title", "question_count", "created_at", "archived_at"}
+    assert all(set(item) == fields for item in listed)
 
 
 async def test_recruiter_reads_the_full_definition_with_answer_keys(

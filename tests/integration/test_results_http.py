@@ -23,6 +23,7 @@ from server.http import exception_handlers, middleware, routes
 from server.services import Services
 from server.settings import Settings
 from server.storage.attempts import DatabaseStorage
+from server.storage.catalogue import Catalogue
 from tests.integration._grading import Harness
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,7 @@ async def client(harness: Harness) -> AsyncIterator[httpx.AsyncClient]:
         clock=harness.clock,
         storage=harness.storage,
         results=harness.results,
+        catalogue=Catalogue(harness.storage.database),
         lock=InProcessLock(),
         bus=harness.bus,
         grading=harness.service,

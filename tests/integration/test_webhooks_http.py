@@ -90,6 +90,7 @@ def _app(
         clock=clock,
         storage=storage,
         results=UNUSED,
+        catalogue=UNUSED,
         lock=InProcessLock(),
         bus=InProcessBus(),
         grading=UNUSED,
@@ -609,6 +610,27 @@ async def test_another_organisations_webhook_is_not_found(
     assert response.json()["error"] == "not_found"
     hook = await api.store.get_endpoint("acme", objects.hook)
     assert hook is not None and hook.description == ""  # untouched
+
+
+async def test_an_organisation_with_endpoints_of_its_own_cannot_redeliver_ours(
+    api: Api, objects: Objects
+) -> None:
+    # Redelivery's query once paired the delivery with any endpoint of the caller's
+    # organisation: with one of its own, another organisation reached ours (500).
+    await api.http.post(
+        "/api/webhooks",
+        json={"url": "http://127.0.0.1:9/", "event_types": ["session.completed"]},
+        headers=auth(org="globex"),
+    )
+    before = await api.store.delivery("acme", objects.hook, objects.delivery)
+
+    response = await api.http.post(
+        f"/api/webhooks/{objects.hook}/deliveries/{objects.delivery}/redeliver",
+        headers=auth(org="globex"),
+    )
+
+    assert response.status_code == 404, response.text
+    assert await api.store.delivery("acme", objects.hook, objects.delivery) == before
 
 
 async def test_another_organisations_list_does_not_show_this_ones_webhooks(

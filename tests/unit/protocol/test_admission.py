@@ -110,6 +110,33 @@ def test_one_attempt_below_the_limit_may_start() -> None:
     assert decide_start(invited=True, active=None, used=2, max_attempts=3) is None
 
 
+def test_an_archived_interview_is_not_available_since_it_was_archived() -> None:
+    refusal = decide_start(
+        invited=True, active=None, used=0, max_attempts=1, archived_at=T0 - 5
+    )
+
+    assert refusal is not None
+    assert refusal.code is ErrorCode.NOT_AVAILABLE
+    assert (refusal.opens_at, refusal.closes_at) == (None, T0 - 5)
+
+
+def test_not_invited_wins_over_archived_so_that_nobody_learns_of_it() -> None:
+    refusal = decide_start(
+        invited=False, active=None, used=0, max_attempts=1, archived_at=T0
+    )
+
+    assert refusal == NOT_FOUND
+
+
+def test_archived_wins_over_in_progress_and_exhausted() -> None:
+    refusal = decide_start(
+        invited=True, active=started(), used=3, max_attempts=1, archived_at=T0
+    )
+
+    assert refusal is not None
+    assert refusal.code is ErrorCode.NOT_AVAILABLE
+
+
 # -- restart ---------------------------------------------------------------------------
 
 
@@ -133,6 +160,27 @@ def test_restart_without_an_attempt_in_progress_gets_no_active_session(
 
 def test_no_active_session_wins_over_exhausted() -> None:
     assert decide_restart(active=None, used=9, max_attempts=1) == NO_ACTIVE
+
+
+def test_restart_after_the_invitation_was_revoked_is_not_found() -> None:
+    refusal = decide_restart(active=started(), used=1, max_attempts=5, invited=False)
+
+    assert refusal == NOT_FOUND
+
+
+def test_restart_of_an_archived_interview_is_not_available() -> None:
+    refusal = decide_restart(active=started(), used=1, max_attempts=5, archived_at=T0)
+
+    assert refusal is not None
+    assert (refusal.code, refusal.closes_at) == (ErrorCode.NOT_AVAILABLE, T0)
+
+
+def test_restart_without_an_attempt_is_no_active_session_even_when_archived() -> None:
+    refusal = decide_restart(
+        active=None, used=1, max_attempts=5, invited=False, archived_at=T0
+    )
+
+    assert refusal == NO_ACTIVE
 
 
 def test_restart_with_no_attempts_left_gets_attempts_exhausted() -> None:
@@ -284,3 +332,42 @@ def test_a_restart_whose_interview_is_gone_has_no_attempt_left() -> None:
 
 def test_a_restart_with_every_attempt_used_gets_attempts_exhausted() -> None:
     assert readmit(started(), used=2) == EXHAUSTED
+
+
+def test_admission_refuses_a_start_or_restart_of_an_archived_interview() -> None:
+    start = admit_start(
+        interview_id=InterviewId("i-9"),
+        definition=definition(),
+        candidate_id=UserId("c-9"),
+        invited=True,
+        active=None,
+        used=0,
+        session_id=SessionId("s-new"),
+        now=T0,
+        archived_at=T0 - 1,
+    )
+    restart = admit_restart(
+        active=started(),
+        definition=definition(),
+        used=1,
+        session_id=SessionId("s-next"),
+        now=T0,
+        archived_at=T0 - 1,
+    )
+
+    assert start == restart
+    assert isinstance(start, Refusal)
+    assert (start.code, start.closes_at) == (ErrorCode.NOT_AVAILABLE, T0 - 1)
+
+
+def test_admission_refuses_a_restart_after_the_invitation_was_revoked() -> None:
+    refusal = admit_restart(
+        active=started(),
+        definition=definition(),
+        used=1,
+        session_id=SessionId("s-next"),
+        now=T0,
+        invited=False,
+    )
+
+    assert refusal == NOT_FOUND

@@ -629,6 +629,21 @@ def test_a_refusal_is_sent_as_an_error_and_the_connection_stays_ready(
     assert shell.close_code is None
 
 
+def test_a_not_available_refusal_says_when_the_interview_closed() -> None:
+    shell = authenticated()
+
+    shell.protocol.receive_refused(ErrorCode.NOT_AVAILABLE, "closed", closes_at=T0 - 9)
+    shell.settle(T0)
+
+    [sent] = shell.take_sent()
+    assert sent == {
+        "type": "error",
+        "code": "not_available",
+        "message": "closed",
+        "closes_at": T0 - 9,
+    }
+
+
 def test_resume_with_nothing_in_progress_is_refused() -> None:
     shell = authenticated()
 

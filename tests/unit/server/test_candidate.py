@@ -30,6 +30,7 @@ def connection(settings: Settings | None = None) -> CandidateConnection:
         clock=lambda: 0,
         storage=unused,
         results=unused,
+        catalogue=unused,
         lock=InProcessLock(),
         bus=InProcessBus(),
         grading=unused,
