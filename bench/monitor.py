@@ -34,6 +34,7 @@ from bench.monitor_stats import (
     Key,
     Logged,
     build_parser,
+    enough_events,
     latency_figures,
     mode_of,
     order_of,
@@ -274,6 +275,7 @@ class Monitor:
         self.arrivals: list[tuple[Key, float]] = []  # answer_submitted
         self.logged: list[Logged] | None = [] if reference else None
         self.evaluated: set[Key] = set()
+        self.submitted = 0  # answer_submitted events received
         self.errors: collections.Counter[str] = collections.Counter()
         self.close_code: int | None = None
         self.news = asyncio.Event()
@@ -345,6 +347,7 @@ class Monitor:
         if self.logged is not None:
             self.logged.append((cursor, session, kind))
         if kind == "answer_submitted":
+            self.submitted += 1
             self.arrivals.append(((session, int(frame["data"]["question_index"])), now))
         elif kind == "answer_evaluated":
             self.evaluated.add((session, int(frame["data"]["question_index"])))
@@ -478,20 +481,24 @@ class Bench:
             await self.leaving.close()
             wanted = since + args.missed
             deadline = time.monotonic() + FILL_TIMEOUT_S
-            await self._answer(
-                args.fill_answers_per_s,
-                lambda: self.reference.last >= wanted or time.monotonic() > deadline,
-                FILL,
-            )
-            await self._until_acknowledged()
-            if self.reference.last < wanted:
-                raise BenchError(
-                    f"only {self.reference.last - since} of {args.missed} events "
-                    f"in {FILL_TIMEOUT_S:.0f} s"
+
+            def enough() -> bool:
+                sent = sum(len(keys) for keys in self.sent.values())
+                unseen = sent - self.reference.submitted
+                last = self.reference.last
+                return (
+                    enough_events(last, unseen, wanted) or time.monotonic() > deadline
                 )
+
+            await self._answer(args.fill_answers_per_s, enough, FILL)
+            await self._until_acknowledged()
         self.phase = "settle"
         settled = await self._settle()
         head = self.reference.last
+        if since is not None and head - since < args.missed:
+            raise BenchError(
+                f"only {head - since} of {args.missed} events in {FILL_TIMEOUT_S:.0f} s"
+            )
         replay = None
         if since is not None:
             self.phase = "replay"
@@ -633,9 +640,9 @@ class Bench:
         machine = (busy_after - busy_before) / total * 100 * cores if total else None
         figures["machine"] = None if machine is None else round(machine)
         for name, ticks in after["named"].items():
-            figures[name] = round(
-                cpu_percent(before["named"].get(name, 0), ticks, tck, window_s)
-            )
+            # A process of that name that exited meanwhile took its ticks with it.
+            used = cpu_percent(before["named"].get(name, 0), ticks, tck, window_s)
+            figures[name] = max(0, round(used))
         return figures
 
     async def _probe_lag(self) -> None:

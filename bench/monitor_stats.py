@@ -118,6 +118,14 @@ def questions_needed(candidates: int, answers: float, missed: int) -> int:
     return needed
 
 
+def enough_events(last: int, unseen_answers: int, wanted: int) -> bool:
+    """Whether the log reaches cursor ``wanted`` counting, besides ``last`` (the
+    last cursor received), the events of the answers sent whose ``answer_submitted``
+    has not arrived yet: two at least each. The fill stops answering then, instead
+    of overshooting by every answer in flight."""
+    return last + EVENTS_PER_ANSWER_AT_LEAST * unseen_answers >= wanted
+
+
 def placement(instances: int) -> tuple[list[int], int]:
     """Where sockets go: candidates round robin over every instance but the last,
     monitors on the last (with two, every event crosses from one to the other);

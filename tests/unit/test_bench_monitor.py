@@ -11,6 +11,7 @@ from bench.monitor import EXIT_ERROR, main as monitor_main
 from bench.monitor_stats import (
     Order,
     build_parser,
+    enough_events,
     event_latencies,
     latency_figures,
     mode_of,
@@ -80,6 +81,12 @@ def test_questions_cover_the_live_answers_and_those_of_the_missed_events() -> No
 def test_more_questions_than_an_interview_may_have_are_refused() -> None:
     with pytest.raises(BenchError, match="--missed"):
         questions_needed(10, 1500, 10_000)
+
+
+def test_the_fill_counts_the_events_of_answers_in_flight() -> None:
+    assert not enough_events(last=90, unseen_answers=4, wanted=100)
+    assert enough_events(last=90, unseen_answers=5, wanted=100)
+    assert enough_events(last=100, unseen_answers=0, wanted=100)
 
 
 def test_the_bench_interview_may_be_multiple_choice() -> None:
