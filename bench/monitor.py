@@ -484,11 +484,14 @@ class Bench:
 
             def enough() -> bool:
                 sent = sum(len(keys) for keys in self.sent.values())
-                unseen = sent - self.reference.submitted
-                last = self.reference.last
-                return (
-                    enough_events(last, unseen, wanted) or time.monotonic() > deadline
+                seen = self.reference
+                reached = enough_events(
+                    seen.last,
+                    unsubmitted=sent - seen.submitted,
+                    ungraded=sent - len(seen.evaluated),
+                    wanted=wanted,
                 )
+                return reached or time.monotonic() > deadline
 
             await self._answer(args.fill_answers_per_s, enough, FILL)
             await self._until_acknowledged()

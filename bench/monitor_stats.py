@@ -118,12 +118,13 @@ def questions_needed(candidates: int, answers: float, missed: int) -> int:
     return needed
 
 
-def enough_events(last: int, unseen_answers: int, wanted: int) -> bool:
+def enough_events(last: int, *, unsubmitted: int, ungraded: int, wanted: int) -> bool:
     """Whether the log reaches cursor ``wanted`` counting, besides ``last`` (the
-    last cursor received), the events of the answers sent whose ``answer_submitted``
-    has not arrived yet: two at least each. The fill stops answering then, instead
-    of overshooting by every answer in flight."""
-    return last + EVENTS_PER_ANSWER_AT_LEAST * unseen_answers >= wanted
+    last cursor received), the events still to come of the answers sent: two for
+    each whose ``answer_submitted`` has not arrived (it and the next
+    ``question_started``), one for each whose ``answer_evaluated`` has not. The
+    fill stops answering then, instead of overshooting by every answer in flight."""
+    return last + EVENTS_PER_ANSWER_AT_LEAST * unsubmitted + ungraded >= wanted
 
 
 def placement(instances: int) -> tuple[list[int], int]:

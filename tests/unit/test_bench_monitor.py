@@ -84,9 +84,10 @@ def test_more_questions_than_an_interview_may_have_are_refused() -> None:
 
 
 def test_the_fill_counts_the_events_of_answers_in_flight() -> None:
-    assert not enough_events(last=90, unseen_answers=4, wanted=100)
-    assert enough_events(last=90, unseen_answers=5, wanted=100)
-    assert enough_events(last=100, unseen_answers=0, wanted=100)
+    assert not enough_events(90, unsubmitted=4, ungraded=1, wanted=100)
+    assert enough_events(90, unsubmitted=4, ungraded=2, wanted=100)
+    assert enough_events(90, unsubmitted=5, ungraded=0, wanted=100)
+    assert enough_events(100, unsubmitted=0, ungraded=0, wanted=100)
 
 
 def test_the_bench_interview_may_be_multiple_choice() -> None:
