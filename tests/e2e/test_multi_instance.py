@@ -32,6 +32,7 @@ from tests.e2e._client import TIME_FACTOR, UNIT_S, Frame, eventually
 from tests.e2e.conftest import (
     ROOT,
     SECRET,
+    STARTUP_S,
     Server,
     Spawned,
     _healthy,
@@ -380,7 +381,9 @@ async def test_grades_of_a_separate_worker_reach_a_monitor_on_another_instance(
         assert attempt is not None and attempt.status is Status.COMPLETED
 
         async with cluster.worker():
-            graded = await events_until(watcher, "evaluated", session)
+            # The worker imports and connects first, as a child server does.
+            first = await watcher.expect("event", timeout=STARTUP_S + 3 * UNIT_S)
+            graded = [first, *await events_until(watcher, "evaluated", session)]
 
         assert_in_order(before + graded, 0)
         assert [event["kind"] for event in graded] == ["answer_evaluated", "evaluated"]
