@@ -327,18 +327,31 @@ def wait_healthy(http_url: str, process: subprocess.Popen[bytes] | None) -> None
     raise BenchError(f"GET {http_url}/healthz did not answer 200 in time")
 
 
-def definition(questions: int, time_limit_s: int) -> dict[str, Any]:
-    """Short-answer questions (any text is a valid answer) with long limits."""
+QUESTION_TYPES = ("short_answer", "mcq")
+
+
+def definition(
+    questions: int, time_limit_s: int, kind: str = "short_answer"
+) -> dict[str, Any]:
+    """Questions of ``kind`` with long limits: short answers (any text is a valid
+    answer), or multiple choice (any text too, graded by exact match: cheap)."""
+    extra: dict[str, Any] = {}
+    if kind == "mcq":
+        options = [{"id": "a", "text": "Yes"}, {"id": "b", "text": "No"}]
+        extra = {"options": options, "correct_answer": "a"}
+    elif kind != "short_answer":
+        raise ValueError(f"kind must be one of {QUESTION_TYPES}, got {kind!r}")
     return {
         "title": "Bench interview",
         "description": "Created by python -m bench.",
         "settings": {"max_attempts": 100, "grace_s": 2},
         "questions": [
             {
-                "type": "short_answer",
+                "type": kind,
                 "text": f"Bench question {index + 1}: describe what you did today.",
                 "points": 1,
                 "time_limit_s": time_limit_s,
+                **extra,
             }
             for index in range(questions)
         ],
@@ -359,8 +372,10 @@ def create_interview(
     candidates: list[str],
     questions: int,
     time_limit_s: int,
+    kind: str = "short_answer",
 ) -> str:
-    """Create the bench interview through the HTTP API and invite ``candidates``.
+    """Create the bench interview (questions of ``kind``, :func:`definition`)
+    through the HTTP API and invite ``candidates``.
 
     Raises:
         BenchError: the API refused (status and body in the message).
@@ -379,7 +394,7 @@ def create_interview(
         base_url=http_url, headers=headers, trust_env=False, timeout=120.0
     ) as client:
         response = client.post(
-            "/api/interviews", json=definition(questions, time_limit_s)
+            "/api/interviews", json=definition(questions, time_limit_s, kind)
         )
         if response.status_code != 201:
             raise BenchError(

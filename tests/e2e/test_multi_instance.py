@@ -3,7 +3,8 @@
 Each instance is ``python -m server serve`` in a child process with ``REDIS_URL`` and
 a fresh ``REDIS_PREFIX``; the database is the test's (PostgreSQL with DATABASE_URL,
 else a SQLite file both processes share; never skipped). Children are always killed
-on the way out.
+on the way out. With ``REDIS_URL`` the instances only enqueue grading jobs: a test that
+needs grades starts ``python -m server worker`` (:meth:`Cluster.worker`).
 """
 
 from __future__ import annotations
@@ -19,22 +20,26 @@ from pathlib import Path
 
 import pytest
 
+from protocol.attempt import Status
 from protocol.audit import AuditKind
-from protocol.ids import SessionId
+from protocol.ids import InterviewId, SessionId
 from server.candidate.sweeper import settle
 from server.cluster.bus import RedisBus
 from server.cluster.client import RedisClient
 from server.storage.attempts import DatabaseStorage
-from tests.e2e._client import TIME_FACTOR, UNIT_S
+from server.storage.events import EventLog
+from tests.e2e._client import TIME_FACTOR, UNIT_S, Frame, eventually
 from tests.e2e.conftest import (
     ROOT,
     SECRET,
+    STARTUP_S,
     Server,
     Spawned,
     _healthy,
     free_port,
     make_settings,
 )
+from tests.e2e.test_monitor import assert_in_order, events_until, monitor, subscribe
 
 pytestmark = pytest.mark.e2e
 
@@ -55,11 +60,10 @@ class Cluster:
     storage: DatabaseStorage
     logs: Path
 
-    @contextlib.asynccontextmanager
-    async def instance(self, name: str) -> AsyncIterator[Spawned]:
-        """``interview-server serve`` on a free port; always killed on the way out."""
-        port = free_port()
-        env = {
+    @property
+    def env(self) -> dict[str, str]:
+        """What every process of the cluster is started with."""
+        return {
             "PATH": os.environ.get("PATH", ""),
             "DATABASE_URL": self.database_url,
             "REDIS_URL": self.redis_url,
@@ -69,6 +73,12 @@ class Cluster:
             "TICK_INTERVAL_MS": str(TICK_MS),
             "SWEEP_INTERVAL_MS": "100",
         }
+
+    @contextlib.asynccontextmanager
+    async def instance(self, name: str) -> AsyncIterator[Spawned]:
+        """``interview-server serve`` on a free port; always killed on the way out."""
+        port = free_port()
+        env = self.env
         command = ["-m", "server", "serve", "--host", "127.0.0.1", "--port", str(port)]
         log = self.logs / f"{name}.log"
         with log.open("ab") as output:
@@ -84,6 +94,28 @@ class Cluster:
             await _healthy(process, port, log)
             settings = make_settings(self.database_url, redis_url=self.redis_url)
             yield Spawned(Server(settings, port, self.storage), process, log)
+        finally:
+            if process.returncode is None:
+                process.kill()
+            async with asyncio.timeout(UNIT_S):
+                await process.wait()
+
+    @contextlib.asynccontextmanager
+    async def worker(self) -> AsyncIterator[asyncio.subprocess.Process]:
+        """``interview-server worker``: with REDIS_URL set the instances only enqueue
+        grading jobs, and this process grades them; always killed on the way out."""
+        log = self.logs / "worker.log"
+        with log.open("ab") as output:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *["-m", "server", "worker"],
+                cwd=ROOT,
+                env=self.env,
+                stdout=output,
+                stderr=output,
+            )
+        try:
+            yield process
         finally:
             if process.returncode is None:
                 process.kill()
@@ -274,3 +306,121 @@ async def test_after_a_crash_the_lease_resumes_on_another_instance_at_once(
             {},
             {"lease": True, "taken_over": True},
         ]
+
+
+# -- the recruiter monitor across instances (PROTOCOL.md section 2) --------------------
+
+
+async def take(server: Server, interview: InterviewId, sub: str, questions: int) -> str:
+    """``sub`` starts ``interview`` on ``server`` and answers its ``questions``, each
+    acknowledged; the session, once the server closed the finished socket."""
+    candidate = await server.candidate(sub)
+    await candidate.send({"type": "start", "interview_id": interview})
+    session = str((await candidate.expect("state"))["session_id"])
+    for index in range(questions):
+        await candidate.send({"type": "answer", "question_index": index, "answer": "b"})
+        assert (await candidate.expect("answer_ack"))["status"] == "accepted"
+        await candidate.expect("state" if index < questions - 1 else "completed")
+    assert await candidate.closed() == 1000
+    return session
+
+
+def attempt_kinds(questions: int) -> list[str]:
+    """The events of one attempt answering all its ``questions``, ungraded."""
+    answers = ["answer_submitted", "question_started"] * questions
+    return ["started", "question_started", "connected", *answers[:-1]] + [
+        "completed",
+        "disconnected",
+    ]
+
+
+def stored(events: list[Frame]) -> list[tuple[int, str, str]]:
+    return [(e["cursor"], e["session_id"], e["kind"]) for e in events]
+
+
+async def log_of(
+    cluster: Cluster, interview: InterviewId
+) -> list[tuple[int, str, str]]:
+    """What ``interview_events`` holds of ``interview``, in cursor order."""
+    events = await EventLog(cluster.storage.database).after(interview, 0, 10_000)
+    return [(e.cursor, e.session_id, e.kind.value) for e in events]
+
+
+async def test_a_monitor_on_one_instance_sees_a_candidate_on_the_other_in_order(
+    cluster: Cluster,
+) -> None:
+    async with cluster.pair() as (a, b):
+        interview = await a.interview([60, 60])
+        watcher = await monitor(b)
+        snapshot = await subscribe(watcher, interview)
+        assert (snapshot["cursor"], snapshot["sessions"]) == (0, [])
+
+        session = await take(a, interview, "alice", 2)
+        events = await events_until(watcher, "disconnected", session)
+
+        assert_in_order(events, 0)
+        assert [event["kind"] for event in events] == attempt_kinds(2)
+        assert {event["session_id"] for event in events} == {session}
+        assert stored(events) == await log_of(cluster, interview)
+        await watcher.ping()  # and nothing after it
+        await watcher.close()
+
+
+async def test_grades_of_a_separate_worker_reach_a_monitor_on_another_instance(
+    cluster: Cluster,
+) -> None:
+    async with cluster.pair() as (a, b):
+        interview = await a.interview([60])
+        watcher = await monitor(b)
+        await subscribe(watcher, interview)
+        session = await take(a, interview, "alice", 1)
+        before = await events_until(watcher, "disconnected", session)
+        # With REDIS_URL the instances only enqueue: nothing is graded yet.
+        assert "answer_evaluated" not in [event["kind"] for event in before]
+        attempt = await cluster.storage.load_attempt(SessionId(session))
+        assert attempt is not None and attempt.status is Status.COMPLETED
+
+        async with cluster.worker():
+            # The worker imports and connects first, as a child server does.
+            first = await watcher.expect("event", timeout=STARTUP_S + 3 * UNIT_S)
+            graded = [first, *await events_until(watcher, "evaluated", session)]
+
+        assert_in_order(before + graded, 0)
+        assert [event["kind"] for event in graded] == ["answer_evaluated", "evaluated"]
+        assert graded[0]["data"] == graded[0]["data"] | {"question_index": 0}
+        assert graded[1]["data"]["final_score"] == graded[1]["data"]["max_score"] == 5
+        assert stored(before + graded) == await log_of(cluster, interview)
+        await watcher.ping()
+        await watcher.close()
+
+
+async def test_two_candidates_answering_on_two_instances_make_one_gapless_log(
+    cluster: Cluster,
+) -> None:
+    questions = 6
+    async with cluster.pair() as (a, b):
+        interview = await a.interview([60] * questions, invite=("alice", "bob"))
+        watchers = [await monitor(a), await monitor(b)]
+        for watcher in watchers:
+            await subscribe(watcher, interview)
+
+        sessions = await asyncio.gather(
+            take(a, interview, "alice", questions), take(b, interview, "bob", questions)
+        )
+
+        async def both_disconnected() -> bool:
+            kinds = [kind for _, _, kind in await log_of(cluster, interview)]
+            return kinds.count("disconnected") == 2
+
+        await eventually(both_disconnected)
+        log = await log_of(cluster, interview)
+        assert [cursor for cursor, _, _ in log] == list(range(1, len(log) + 1))
+        for session in sessions:
+            kinds = [kind for _, of, kind in log if of == session]
+            assert kinds == attempt_kinds(questions)
+        for watcher in watchers:
+            seen = [await watcher.expect("event") for _ in log]
+            assert_in_order(seen, 0)
+            assert stored(seen) == log
+            await watcher.ping()  # no repeat after the last one
+            await watcher.close()
