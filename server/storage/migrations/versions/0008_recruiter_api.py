@@ -7,7 +7,7 @@ revoked invitation refuses new attempts; inviting the candidate again restores i
 The sessions list pages by ``(interview_id, started_at, id)`` by default, the
 interviews list by ``(org, created_at, id)``: an index for each.
 
-Revision ID: 0008_recruiter_api
+Revision ID: 0008
 Revises: 0007
 Create Date: 2027-01-08
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_recruiter_api"
+revision = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
