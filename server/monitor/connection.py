@@ -45,6 +45,9 @@ logger = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 5.0
 INBOX_HIGH = 64
 INBOX_LOW = 16
+INBOX_EVENTS_MAX = 1000
+"""Live events waiting for the handler beyond this are dropped (and read from the
+log later), so a monitor that is behind holds bounded memory."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +107,8 @@ class MonitorConnection:
         self.org: str | None = None
         self.close_code: int | None = None
         self.peer_gone = False
+        self.lost = False
+        """Live events were dropped at the inbox; a catch-up is queued."""
         self.writer: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -142,6 +147,8 @@ class MonitorConnection:
                     else:
                         self.protocol.receive_text(text, now)
                 case _Live(live):
+                    if live is None:
+                        self.lost = False
                     self.protocol.receive_event(live)
                 case _Check():
                     self.protocol.receive_event(None)
@@ -290,7 +297,13 @@ class MonitorConnection:
     # -- tasks ----------------------------------------------------------------------
 
     def _on_event(self, event: Event | None) -> None:
-        self.inbox.put_nowait(_Live(event))
+        if self.inbox.qsize() < INBOX_EVENTS_MAX:
+            self.inbox.put_nowait(_Live(event))
+        elif not self.lost:
+            # The handler is behind (a slow reader, a long replay): forget live
+            # events and let the protocol read them from the log once it catches up.
+            self.lost = True
+            self.inbox.put_nowait(_Live(None))
 
     async def _check_every(self) -> None:
         interval = self.services.settings.monitor_check_s
