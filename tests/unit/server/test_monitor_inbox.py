@@ -19,7 +19,8 @@ def test_live_events_beyond_the_bound_become_one_catch_up() -> None:
     services: Any = SimpleNamespace(
         settings=settings(), clock=lambda: 0, events=object()
     )
-    connection = MonitorConnection(websocket=None, services=services)
+    socket: Any = None  # never used: only the inbox is
+    connection = MonitorConnection(socket, services)
 
     for cursor in range(1, INBOX_EVENTS_MAX + 50):
         connection._on_event(event(cursor))
