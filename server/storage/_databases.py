@@ -166,6 +166,7 @@ class ReusingSQLitePool(SQLitePool):
         self._idle: list[aiosqlite.Connection] = []
         self._idle_max = idle
         self._slots = asyncio.Semaphore(open)
+        self._closed = False
 
     @property
     def idle(self) -> int:
@@ -185,14 +186,22 @@ class ReusingSQLitePool(SQLitePool):
 
     async def release(self, connection: aiosqlite.Connection) -> None:
         try:
-            if len(self._idle) < self._idle_max and not connection.in_transaction:
+            keep = not self._closed and not connection.in_transaction
+            if keep and len(self._idle) < self._idle_max:
                 self._idle.append(connection)
             else:
                 await super().release(connection)
         finally:
             self._slots.release()
 
+    def open(self) -> None:
+        """Keep connections idle again (the database connected again)."""
+        self._closed = False
+
     async def close(self) -> None:
+        # A connection still in use (a task the shutdown did not wait for) is closed
+        # when it comes back, not kept idle in a closed pool for the collector.
+        self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             await super().release(connection)

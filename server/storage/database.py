@@ -172,6 +172,8 @@ class Database:
         if self._sqlite:
             _require_folder(self._database.url.database)
         await self._database.connect()
+        if self._sqlite_pool is not None:
+            self._sqlite_pool.open()
         if self._sqlite:
             await self._use_wal()
 
