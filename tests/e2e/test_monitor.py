@@ -64,6 +64,18 @@ async def events_until(
             return seen
 
 
+async def settled_head(server: Server, interview: InterviewId) -> int:
+    """The interview's last cursor once every event stored so far is numbered
+    (numbering follows each commit by a moment)."""
+    log = EventLog(server.storage.database)
+
+    async def numbered() -> bool:
+        return interview not in await log.unnumbered()
+
+    await eventually(numbered)
+    return (await log.head(interview)).last
+
+
 def assert_in_order(events: list[Frame], after: int) -> None:
     cursors = [event["cursor"] for event in events]
     assert cursors == list(range(after + 1, after + 1 + len(events))), cursors
@@ -140,10 +152,10 @@ async def test_the_snapshot_shows_who_is_connected_and_the_time_left(
     state = await candidate.expect("state")
     await candidate.send({"type": "signal", "kind": "paste"})
 
+    await candidate.ping()  # the signal was handled before the pong
+    await settled_head(server, interview)  # and stored
     watcher = await monitor(server)
     snapshot = await subscribe(watcher, interview)
-    while not snapshot["sessions"] or not snapshot["sessions"][0]["flags"]:
-        snapshot = await subscribe(watcher, interview)  # until the signal is stored
 
     [row] = snapshot["sessions"]
     assert row == row | {
@@ -180,7 +192,7 @@ async def test_a_monitor_coming_back_with_its_cursor_gets_exactly_what_it_missed
     await first.close()
 
     missed_session = await take(server, interview, "bob")  # while nobody watches
-    head = (await EventLog(server.storage.database).head(interview)).last
+    head = await settled_head(server, interview)
     assert head > last
 
     second = await monitor(server)
@@ -202,7 +214,7 @@ async def test_a_cursor_the_log_cannot_serve_gets_the_snapshot_alone(
     interview = await server.interview([60])
     await take(server, interview)
     log = EventLog(server.storage.database)
-    head = (await log.head(interview)).last
+    head = await settled_head(server, interview)
     if since == "pruned":
         await log.prune(int(time.time() * 1000), max_age_ms=10**12, max_count=2)
     cursor = head + 5 if since == "future" else 1
@@ -294,6 +306,7 @@ async def test_a_monitor_gone_during_a_long_replay_is_let_go(database_url: str) 
         database = server.storage.database
         async with database.transaction() as connection:
             await append(connection, news, sqlite=database.is_sqlite)
+        await EventLog(database).number([interview])
 
         watcher = await monitor(server)
         await watcher.send({"type": "subscribe", "interview_id": interview, "since": 0})
